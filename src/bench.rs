@@ -1,0 +1,111 @@
+//! `lenet-jacobian bench`: times the Jacobian computation alone, after a warm-up.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::tensor::backend::AutodiffBackend;
+use jacobian::{JacobianConfig, Layout};
+
+use crate::backend::{run_on, wgpu_adapter, BackendJob, BackendKind};
+use crate::error::Result;
+use crate::model::{load_model, Batch};
+
+/// A benchmark: one backend, batch size and layout.
+#[derive(Clone, Debug)]
+pub struct Bench {
+    /// Backend.
+    pub backend: BackendKind,
+    /// Samples.
+    pub batch: usize,
+    /// Layout.
+    pub layout: Layout,
+    /// Timed runs after the warm-up.
+    pub repeats: usize,
+    /// Engine options.
+    pub config: JacobianConfig,
+}
+
+/// Seconds of each timed run, sorted.
+#[derive(Clone, Debug)]
+pub struct Timings {
+    /// Sorted durations in seconds.
+    pub seconds: Vec<f64>,
+    /// The device the backend ran on.
+    pub device: String,
+}
+
+impl Timings {
+    /// Fastest run.
+    pub fn min(&self) -> f64 {
+        self.seconds[0]
+    }
+    /// Median run.
+    pub fn median(&self) -> f64 {
+        let n = self.seconds.len();
+        if n % 2 == 1 {
+            self.seconds[n / 2]
+        } else {
+            (self.seconds[n / 2 - 1] + self.seconds[n / 2]) / 2.0
+        }
+    }
+    /// Slowest run.
+    pub fn max(&self) -> f64 {
+        self.seconds[self.seconds.len() - 1]
+    }
+}
+
+impl BackendJob for &Bench {
+    type Output = Vec<f64>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Vec<f64>> {
+        let model = load_model::<B>(None, 0, &device)?.no_grad();
+        let x = Batch::random(self.batch, 0).to_tensor::<B>(&device);
+        let once = || -> Result<f64> {
+            let start = Instant::now();
+            let j = match self.layout {
+                Layout::PerSample => {
+                    jacobian::per_sample(|x| model.forward(x), x.clone(), &self.config)?
+                }
+                Layout::Full => {
+                    jacobian::full(|x| model.forward(x), x.clone(), &self.config, u128::MAX)?
+                }
+            };
+            let seconds = start.elapsed().as_secs_f64();
+            std::hint::black_box(j);
+            Ok(seconds)
+        };
+        once()?; // warm-up: kernels compiled, memory pools filled
+        let mut seconds = (0..self.repeats.max(1))
+            .map(|_| once())
+            .collect::<Result<Vec<_>>>()?;
+        seconds.sort_by(f64::total_cmp);
+        Ok(seconds)
+    }
+}
+
+/// Runs a benchmark.
+pub fn run(bench: &Bench) -> Result<Timings> {
+    let device = match bench.backend {
+        BackendKind::Wgpu => wgpu_adapter()?,
+        BackendKind::Flex | BackendKind::Ndarray => "CPU".to_string(),
+    };
+    let seconds = run_on(bench.backend, bench)?;
+    Ok(Timings { seconds, device })
+}
+
+/// One line of JSON describing a result.
+pub fn json_line(bench: &Bench, timings: &Timings) -> String {
+    serde_json::json!({
+        "backend": bench.backend.name(),
+        "device": timings.device,
+        "batch": bench.batch,
+        "layout": bench.layout.to_string(),
+        "strategy": format!("{:?}", bench.config.strategy),
+        "chunk_size": bench.config.chunk_size,
+        "repeats": timings.seconds.len(),
+        "min_s": timings.min(),
+        "median_s": timings.median(),
+        "max_s": timings.max(),
+    })
+    .to_string()
+}

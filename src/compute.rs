@@ -1,0 +1,173 @@
+//! The main job: compute a LeNet-5 input Jacobian in the layout asked for, write it, explain it.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use burn::tensor::backend::AutodiffBackend;
+use jacobian::{Jacobian, JacobianConfig, Layout, Strategy};
+
+use crate::backend::{run_on, BackendJob, BackendKind};
+use crate::error::{AppError, Result};
+use crate::model::{load_model, Batch, SAMPLE_DIMS};
+use crate::npy::{self, NpyOutput};
+use crate::progress::Progress;
+
+/// Samples whose full Jacobian is measured to show the off-diagonal blocks in per-sample runs.
+pub const OFF_DIAGONAL_PROBE: usize = 4;
+
+/// What to compute and where to write it.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// Backend to run on.
+    pub backend: BackendKind,
+    /// The input batch.
+    pub batch: Batch,
+    /// Weights file; seeded weights when `None`.
+    pub weights: Option<PathBuf>,
+    /// Seed of the weights when no file is given.
+    pub seed: u64,
+    /// Where to save the model's weights as a burnpack record.
+    pub save_weights: Option<PathBuf>,
+    /// Layout of the Jacobian.
+    pub layout: Layout,
+    /// Where to write the Jacobian (`.npy`).
+    pub output: Option<PathBuf>,
+    /// Engine options.
+    pub config: JacobianConfig,
+    /// Largest full-layout Jacobian accepted, in bytes.
+    pub max_full_bytes: u128,
+}
+
+/// What was computed, for the report.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    /// Layout computed.
+    pub layout: Layout,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Largest |J| over all entries.
+    pub max_abs: f32,
+    /// Largest |J| off the batch diagonal, and how many samples it was measured over.
+    pub off_diagonal: (f32, usize),
+    /// Time spent computing the Jacobian (not loading or writing).
+    pub elapsed: Duration,
+    /// The per-sample Jacobian, kept when the batch is small enough to hold in memory
+    /// (`None` for streamed runs).
+    pub per_sample: Option<Jacobian>,
+}
+
+/// Largest per-sample Jacobian kept in memory after a run, in bytes (larger runs stream).
+const KEEP_BYTES: u128 = 256 << 20;
+
+impl BackendJob for &Request {
+    type Output = Outcome;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Outcome> {
+        let model = load_model::<B>(self.weights.as_deref(), self.seed, &device)?;
+        if let Some(path) = &self.save_weights {
+            let bytes = lenet5::import::to_burnpack_bytes(&model)?;
+            npy::write_bytes(path, &bytes)?;
+        }
+        // Input Jacobians never need the weights' gradients: skip computing them.
+        let model = model.no_grad();
+        let forward = |x| model.forward(x);
+        let x = self.batch.to_tensor::<B>(&device);
+        let outputs = model.num_classes();
+        let shape = self.layout.shape(self.batch.len, outputs, &SAMPLE_DIMS);
+        match self.layout {
+            Layout::Full => {
+                let bytes = Layout::Full.bytes(self.batch.len, outputs, &SAMPLE_DIMS);
+                if bytes > self.max_full_bytes {
+                    return Err(AppError::Runtime(format!(
+                        "the full Jacobian {} needs {bytes} bytes ({:.1} GiB), more than the {:.1} GiB of memory available; \
+                         use --layout per-sample ({} bytes), the same information when samples are independent",
+                        jacobian::python_shape(&shape),
+                        bytes as f64 / (1u64 << 30) as f64,
+                        self.max_full_bytes as f64 / (1u64 << 30) as f64,
+                        Layout::PerSample.bytes(self.batch.len, outputs, &SAMPLE_DIMS),
+                    )));
+                }
+                let output = match &self.output {
+                    Some(path) => Some(NpyOutput::create(path, &shape)?),
+                    None => None,
+                };
+                let start = Instant::now();
+                let full = jacobian::full(forward, x, &self.config, self.max_full_bytes)?;
+                let elapsed = start.elapsed();
+                if let Some(mut output) = output {
+                    output.write(&full.values)?;
+                    output.commit()?;
+                }
+                let off_diagonal = full.max_abs_off_diagonal().unwrap_or(0.0);
+                Ok(Outcome {
+                    layout: Layout::Full,
+                    max_abs: full.max_abs(),
+                    off_diagonal: (off_diagonal, self.batch.len),
+                    elapsed,
+                    per_sample: Some(jacobian::batch_diagonal(&full)),
+                    shape,
+                })
+            }
+            Layout::PerSample => {
+                let mut output = match &self.output {
+                    Some(path) => Some(NpyOutput::create(path, &shape)?),
+                    None => None,
+                };
+                let keep = Layout::PerSample.bytes(self.batch.len, outputs, &SAMPLE_DIMS)
+                    <= KEEP_BYTES;
+                let mut kept = Vec::new();
+                let mut max_abs = 0.0f32;
+                let mut progress = Progress::new(self.batch.len as u64, "samples");
+                let start = Instant::now();
+                jacobian::per_sample_chunks(forward, x.clone(), &self.config, |chunk| {
+                    max_abs = chunk.values.iter().fold(max_abs, |m, v| m.max(v.abs()));
+                    if let Some(output) = output.as_mut() {
+                        output.write(chunk.values)?;
+                    }
+                    if keep {
+                        kept.extend_from_slice(chunk.values);
+                    }
+                    progress.advance(chunk.samples as u64);
+                    Ok(())
+                })?;
+                let elapsed = start.elapsed();
+                progress.finish();
+                if let Some(output) = output {
+                    output.commit()?;
+                }
+                // Measured, not assumed: the full Jacobian of the first few samples.
+                let probe = self.batch.len.min(OFF_DIAGONAL_PROBE);
+                let probe_config = JacobianConfig {
+                    strategy: Strategy::PerOutput,
+                    ..self.config.clone()
+                };
+                let probe_full = jacobian::full(
+                    forward,
+                    x.narrow(0, 0, probe),
+                    &probe_config,
+                    self.max_full_bytes,
+                )?;
+                let per_sample = keep.then(|| Jacobian {
+                    layout: Layout::PerSample,
+                    shape: shape.clone(),
+                    values: kept,
+                    outputs: None,
+                });
+                Ok(Outcome {
+                    layout: Layout::PerSample,
+                    max_abs,
+                    off_diagonal: (probe_full.max_abs_off_diagonal().unwrap_or(0.0), probe),
+                    elapsed,
+                    per_sample,
+                    shape,
+                })
+            }
+        }
+    }
+}
+
+/// Computes (and writes) the Jacobian a request asks for.
+pub fn compute(request: &Request) -> Result<Outcome> {
+    run_on(request.backend, request)
+}
