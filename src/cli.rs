@@ -14,7 +14,11 @@ use crate::backend::BackendKind;
 /// LeNet5 on 12 images have shape (12, 10, 12, 1, 32, 32)?": it computes that Jacobian for a
 /// random batch of 12 and explains each axis.
 #[derive(Debug, Parser)]
-#[command(name = "lenet-jacobian", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "lenet-jacobian",
+    version,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// A subcommand; without one, computes a Jacobian.
     #[command(subcommand)]

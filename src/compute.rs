@@ -114,8 +114,8 @@ impl BackendJob for &Request {
                     Some(path) => Some(NpyOutput::create(path, &shape)?),
                     None => None,
                 };
-                let keep = Layout::PerSample.bytes(self.batch.len, outputs, &SAMPLE_DIMS)
-                    <= KEEP_BYTES;
+                let keep =
+                    Layout::PerSample.bytes(self.batch.len, outputs, &SAMPLE_DIMS) <= KEEP_BYTES;
                 let mut kept = Vec::new();
                 let mut max_abs = 0.0f32;
                 let mut progress = Progress::new(self.batch.len as u64, "samples");

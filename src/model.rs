@@ -32,7 +32,9 @@ impl Batch {
     /// every backend and platform.
     pub fn random(batch: usize, seed: u64) -> Batch {
         let mut rng = StdRng::seed_from_u64(seed);
-        let values = (0..batch * SAMPLE_LEN).map(|_| rng.random::<f32>()).collect();
+        let values = (0..batch * SAMPLE_LEN)
+            .map(|_| rng.random::<f32>())
+            .collect();
         Batch { len: batch, values }
     }
 
@@ -50,7 +52,9 @@ impl Batch {
             [0, rest @ ..] if rest == SAMPLE_DIMS => return Err(fail("the batch is empty".into())),
             _ => {
                 let hint = match shape {
-                    [.., 28, 28] => " (28 x 28 digits: pass them with --images, which pads them to 32 x 32)",
+                    [.., 28, 28] => {
+                        " (28 x 28 digits: pass them with --images, which pads them to 32 x 32)"
+                    }
                     _ => "",
                 };
                 return Err(fail(format!(
@@ -69,7 +73,11 @@ impl Batch {
     }
 
     fn check_finite(&self) -> std::result::Result<(), String> {
-        let mut bad = self.values.iter().enumerate().filter(|(_, v)| !v.is_finite());
+        let mut bad = self
+            .values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| !v.is_finite());
         let Some((first, value)) = bad.next() else {
             return Ok(());
         };
@@ -88,7 +96,10 @@ impl Batch {
 
     /// The batch as a tensor on `device`.
     pub fn to_tensor<B: Backend>(&self, device: &B::Device) -> Tensor<B, 4> {
-        let data = TensorData::new(self.values.clone(), [self.len, IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE]);
+        let data = TensorData::new(
+            self.values.clone(),
+            [self.len, IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE],
+        );
         Tensor::from_data(data, device)
     }
 }

@@ -28,8 +28,8 @@ pub fn read(path: &Path) -> Result<Array> {
         std::io::ErrorKind::NotFound => fail("no such file".into()),
         _ => fail(format!("cannot open: {e}")),
     })?;
-    let npy = NpyFile::new(BufReader::new(file))
-        .map_err(|e| fail(format!("not a .npy file ({e})")))?;
+    let npy =
+        NpyFile::new(BufReader::new(file)).map_err(|e| fail(format!("not a .npy file ({e})")))?;
     if npy.order() == Order::Fortran {
         return Err(fail(
             "Fortran-order array; save it in C order (numpy.ascontiguousarray) and retry".into(),
@@ -37,7 +37,10 @@ pub fn read(path: &Path) -> Result<Array> {
     }
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let descr = npy.dtype().descr();
-    let (values, converted_from_f64) = match descr.trim_start_matches(['<', '>', '=', '|']) {
+    let (values, converted_from_f64) = match descr
+        .trim_matches('\'')
+        .trim_start_matches(['<', '>', '=', '|'])
+    {
         "f4" => (npy.into_vec::<f32>(), false),
         "f8" => (
             npy.into_vec::<f64>()
@@ -109,9 +112,9 @@ impl AtomicFile {
     pub fn commit(self) -> Result<()> {
         self.temp.as_file().sync_all().map_err(|e| self.error(e))?;
         let target = self.target.clone();
-        self.temp
-            .persist(&target)
-            .map_err(|e| AppError::Runtime(format!("{}: cannot write: {}", target.display(), e.error)))?;
+        self.temp.persist(&target).map_err(|e| {
+            AppError::Runtime(format!("{}: cannot write: {}", target.display(), e.error))
+        })?;
         Ok(())
     }
 

@@ -57,7 +57,10 @@ impl Layout {
     ) -> Vec<Axis> {
         let mut axes = vec![
             Axis::new(batch, "sample b of the output batch: the b of d y[b, k]"),
-            Axis::new(outputs, "output k of that sample (a logit): the k of d y[b, k]"),
+            Axis::new(
+                outputs,
+                "output k of that sample (a logit): the k of d y[b, k]",
+            ),
         ];
         if self == Layout::Full {
             axes.push(Axis::new(
@@ -71,7 +74,10 @@ impl Layout {
                 .get(i)
                 .map(|name| name.to_string())
                 .unwrap_or_else(|| format!("input axis {}", i + 1));
-            axes.push(Axis::new(size, &format!("{name} of the input pixel/feature")));
+            axes.push(Axis::new(
+                size,
+                &format!("{name} of the input pixel/feature"),
+            ));
         }
         for (index, axis) in axes.iter_mut().enumerate() {
             axis.index = index;

@@ -269,7 +269,10 @@ where
     output_width(&y, 1)
 }
 
-fn output_width<B: AutodiffBackend>(y: &Tensor<B, 2>, batch: usize) -> Result<usize, JacobianError> {
+fn output_width<B: AutodiffBackend>(
+    y: &Tensor<B, 2>,
+    batch: usize,
+) -> Result<usize, JacobianError> {
     match y.dims() {
         [b, outputs] if b == batch => Ok(outputs),
         output => Err(JacobianError::OutputShape {
@@ -281,7 +284,11 @@ fn output_width<B: AutodiffBackend>(y: &Tensor<B, 2>, batch: usize) -> Result<us
 
 /// Strict mode: every output must be connected to the input. Checked on the first sample, one
 /// backward pass per output, independently of the strategy.
-fn check_connected<B, const D: usize, F>(f: &F, x: &Tensor<B, D>, outputs: usize) -> Result<(), JacobianError>
+fn check_connected<B, const D: usize, F>(
+    f: &F,
+    x: &Tensor<B, D>,
+    outputs: usize,
+) -> Result<(), JacobianError>
 where
     B: AutodiffBackend,
     F: Fn(Tensor<B, D>) -> Tensor<B, 2>,
@@ -333,7 +340,10 @@ where
                 let xk = Tensor::<B, D>::from_inner(x.clone()).require_grad();
                 let y = f(xk.clone());
                 if output_width(&y, n)? != outputs {
-                    return Err(JacobianError::OutputShape { batch: n, output: y.dims().to_vec() });
+                    return Err(JacobianError::OutputShape {
+                        batch: n,
+                        output: y.dims().to_vec(),
+                    });
                 }
                 if k == 0 && config.with_outputs {
                     function_outputs = Some(to_f32(y.clone().inner().into_data()));
@@ -354,7 +364,10 @@ where
             let xs = Tensor::<B, D>::from_inner(stacked).require_grad();
             let y = f(xs.clone()); // [O*n, O]
             if output_width(&y, outputs * n)? != outputs {
-                return Err(JacobianError::OutputShape { batch: outputs * n, output: y.dims().to_vec() });
+                return Err(JacobianError::OutputShape {
+                    batch: outputs * n,
+                    output: y.dims().to_vec(),
+                });
             }
             let selector = Tensor::<B::InnerBackend, 2>::eye(outputs, &device) // [O, O]
                 .reshape([outputs, 1, outputs])

@@ -41,7 +41,11 @@ fn affine_map_jacobian_is_its_matrix_exactly() {
             let j = per_sample(f, x.clone(), &config(strategy, chunk)).unwrap();
             assert_eq!(j.shape, [batch, outputs, 2, 3]);
             for b in 0..batch {
-                assert_eq!(j.sample_matrix(b), a, "{strategy:?} chunk {chunk:?} sample {b}");
+                assert_eq!(
+                    j.sample_matrix(b),
+                    a,
+                    "{strategy:?} chunk {chunk:?} sample {b}"
+                );
             }
         }
     }
@@ -69,7 +73,10 @@ fn nonlinear_function_matches_its_analytic_jacobian() {
     let f = |x: Tensor<B, 2>| {
         let x0 = x.clone().narrow(1, 0, 1);
         let x1 = x.narrow(1, 1, 1);
-        Tensor::cat(vec![x0.clone().sin() * x1.clone(), x0.clone() * x0 + x1.exp()], 1)
+        Tensor::cat(
+            vec![x0.clone().sin() * x1.clone(), x0.clone() * x0 + x1.exp()],
+            1,
+        )
     };
     let points = [[0.3f32, -1.2], [2.0, 0.5], [-0.7, 1.1]];
     let x = tensor(points.concat(), [3, 2]);
@@ -78,7 +85,10 @@ fn nonlinear_function_matches_its_analytic_jacobian() {
         for (b, [x0, x1]) in points.iter().enumerate() {
             let expected = [x0.cos() * x1, x0.sin(), 2.0 * x0, x1.exp()];
             for (got, want) in j.sample_matrix(b).iter().zip(expected) {
-                assert!((got - want).abs() <= 1e-6 * want.abs().max(1.0), "{got} vs {want}");
+                assert!(
+                    (got - want).abs() <= 1e-6 * want.abs().max(1.0),
+                    "{got} vs {want}"
+                );
             }
         }
     }
@@ -96,7 +106,13 @@ fn full_layout_measures_cross_sample_terms() {
         for k in 0..2 {
             for b2 in 0..3 {
                 for k2 in 0..2 {
-                    let expected = if b == b2 && k == k2 { 2.0 } else if k == k2 { 1.0 } else { 0.0 };
+                    let expected = if b == b2 && k == k2 {
+                        2.0
+                    } else if k == k2 {
+                        1.0
+                    } else {
+                        0.0
+                    };
                     assert_eq!(j.values[((b * 2 + k) * 3 + b2) * 2 + k2], expected);
                 }
             }
@@ -169,5 +185,15 @@ fn full_layout_too_large_is_refused_before_computing() {
     let x = tensor(vec![0.0; 8], [4, 2]);
     let err = full(|x: Tensor<B, 2>| x, x, &JacobianConfig::default(), 100).unwrap_err();
     // [4, 2, 4, 2] f32 = 256 bytes.
-    assert!(matches!(err, JacobianError::TooLarge { bytes: 256, limit: 100, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            JacobianError::TooLarge {
+                bytes: 256,
+                limit: 100,
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
