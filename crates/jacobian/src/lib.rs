@@ -54,10 +54,44 @@
 //! Parameters that require gradients cost a weight-gradient computation in every backward
 //! pass that input Jacobians never use: call `module.no_grad()` on a model before handing it
 //! over.
+//!
+//! # With a Burn module
+//!
+//! A module's `forward` is such a function. For an `nn::Linear`, `y = x W + b` with `W` of
+//! shape `[inputs, outputs]`, so every sample's Jacobian is `W^T`:
+//!
+//! ```
+//! use burn::backend::{Autodiff, NdArray};
+//! use burn::module::Module;
+//! use burn::nn::LinearConfig;
+//! use burn::tensor::{Distribution, Tensor};
+//! use jacobian::{per_sample, JacobianConfig};
+//!
+//! type B = Autodiff<NdArray>;
+//! let device = Default::default();
+//! // 5 inputs, 3 outputs; no_grad: the weights' gradients are not needed.
+//! let linear = LinearConfig::new(5, 3).init::<B>(&device).no_grad();
+//! let x = Tensor::<B, 2>::random([4, 5], Distribution::Default, &device);
+//! let j = per_sample(|x| linear.forward(x), x, &JacobianConfig::default()).unwrap();
+//! assert_eq!(j.shape, [4, 3, 5]);
+//!
+//! let w = linear.weight.val().into_data().to_vec::<f32>().unwrap(); // [5, 3] row-major
+//! for b in 0..4 {
+//!     let matrix = j.sample_matrix(b); // [3, 5] row-major
+//!     for k in 0..3 {
+//!         for i in 0..5 {
+//!             assert!((matrix[k * 5 + i] - w[i * 3 + k]).abs() < 1e-6);
+//!         }
+//!     }
+//! }
+//! ```
+#![warn(missing_docs)]
 
 mod layout;
+mod norms;
 
 pub use layout::{python_shape, Axis, Layout};
+pub use norms::{frobenius_norm, frobenius_norms, spectral_norm, spectral_norms};
 
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
@@ -219,6 +253,30 @@ impl Jacobian {
 /// `torch.einsum("bibj->bij", full)`, entry `[b, k, ...]` = `full[b, k, b, ...]`.
 ///
 /// A per-sample Jacobian is returned as it is.
+///
+/// ```
+/// use burn::backend::{Autodiff, NdArray};
+/// use burn::tensor::Tensor;
+/// use jacobian::{batch_diagonal, full, per_sample, JacobianConfig, Layout};
+///
+/// type B = Autodiff<NdArray>;
+/// let device = Default::default();
+/// // Samples are independent: y[b] = (x[b, 0] x[b, 1], x[b, 1]^2).
+/// let f = |x: Tensor<B, 2>| {
+///     let (a, b) = (x.clone().narrow(1, 0, 1), x.narrow(1, 1, 1));
+///     Tensor::cat(vec![a * b.clone(), b.clone() * b], 1)
+/// };
+/// let x = Tensor::<B, 2>::from_floats([[1.0, 2.0], [3.0, -1.0], [0.5, 4.0]], &device);
+/// let config = JacobianConfig::default();
+/// let whole = full(f, x.clone(), &config, u128::MAX).unwrap();
+/// assert_eq!(whole.shape, [3, 2, 3, 2]);
+/// let diagonal = batch_diagonal(&whole);
+/// assert_eq!(diagonal.layout, Layout::PerSample);
+/// assert_eq!(diagonal.shape, [3, 2, 2]);
+/// assert_eq!(diagonal, per_sample(f, x, &config).unwrap());
+/// // Sample 1, x = (3, -1): rows (x1, x0) = (-1, 3) and (0, 2 x1) = (0, -2).
+/// assert_eq!(diagonal.sample_matrix(1), [-1.0, 3.0, 0.0, -2.0]);
+/// ```
 pub fn batch_diagonal(full: &Jacobian) -> Jacobian {
     if full.layout == Layout::PerSample {
         return full.clone();
@@ -395,6 +453,39 @@ where
 /// whose Jacobian does not fit in memory can be streamed to a file.
 ///
 /// Returns the number of outputs per sample.
+///
+/// ```
+/// use burn::backend::{Autodiff, NdArray};
+/// use burn::tensor::Tensor;
+/// use jacobian::{per_sample_chunks, JacobianConfig};
+///
+/// type B = Autodiff<NdArray>;
+/// let device = Default::default();
+/// // y[b] = sum_i x[b, i]^2, one output: the Jacobian of sample b is 2 x[b].
+/// let f = |x: Tensor<B, 2>| (x.clone() * x).sum_dim(1);
+/// let x = Tensor::<B, 2>::from_floats(
+///     [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0], [7.0, 8.0], [9.0, 10.0]],
+///     &device,
+/// );
+/// let config = JacobianConfig { chunk_size: Some(2), with_outputs: true, ..Default::default() };
+/// let mut seen = Vec::new();
+/// let outputs = per_sample_chunks(f, x, &config, |chunk| {
+///     // A real consumer would write chunk.values to a file here.
+///     seen.push((chunk.start, chunk.samples, chunk.values.to_vec()));
+///     assert_eq!(chunk.function_outputs.map(<[f32]>::len), Some(chunk.samples));
+///     Ok(())
+/// })
+/// .unwrap();
+/// assert_eq!(outputs, 1);
+/// assert_eq!(
+///     seen,
+///     [
+///         (0, 2, vec![2.0, 4.0, 6.0, 8.0]),
+///         (2, 2, vec![10.0, 12.0, 14.0, 16.0]),
+///         (4, 1, vec![18.0, 20.0]),
+///     ]
+/// );
+/// ```
 pub fn per_sample_chunks<B, const D: usize, F, S>(
     f: F,
     x: Tensor<B, D>,
@@ -431,6 +522,29 @@ where
 
 /// The per-sample Jacobian `[B, O, input dims...]` of `f` at `x`: entry `[b, k, ...]` is
 /// `d y[b, k] / d x[b, ...]`. Samples must be independent (see the [crate documentation](crate)).
+///
+/// ```
+/// use burn::backend::{Autodiff, NdArray};
+/// use burn::tensor::Tensor;
+/// use jacobian::{per_sample, JacobianConfig, Strategy};
+///
+/// type B = Autodiff<NdArray>;
+/// let device = Default::default();
+/// // Element-wise square of 3 features: each sample's Jacobian is diag(2 x[b]).
+/// let f = |x: Tensor<B, 2>| x.clone() * x;
+/// let x = Tensor::<B, 2>::from_floats([[1.0, 2.0, 3.0], [-1.0, 0.5, 0.0]], &device);
+/// let config = JacobianConfig {
+///     chunk_size: Some(1),
+///     strategy: Strategy::PerOutput,
+///     with_outputs: true,
+///     ..JacobianConfig::default()
+/// };
+/// let j = per_sample(f, x, &config).unwrap();
+/// assert_eq!(j.shape, [2, 3, 3]);
+/// assert_eq!(j.sample_matrix(0), [2.0, 0.0, 0.0, 0.0, 4.0, 0.0, 0.0, 0.0, 6.0]);
+/// assert_eq!(j.sample_matrix(1), [-2.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+/// assert_eq!(j.outputs.unwrap(), [1.0, 4.0, 9.0, 1.0, 0.25, 0.0]);
+/// ```
 pub fn per_sample<B, const D: usize, F>(
     f: F,
     x: Tensor<B, D>,
@@ -464,6 +578,28 @@ where
 /// Each `y[b, k]` is differentiated on its own against the whole batch (`B x O` passes), so
 /// nothing is assumed of how samples interact. `max_bytes` bounds the result: a larger one
 /// is refused before anything is computed or allocated.
+///
+/// ```
+/// use burn::backend::{Autodiff, NdArray};
+/// use burn::tensor::Tensor;
+/// use jacobian::{full, JacobianConfig, JacobianError};
+///
+/// type B = Autodiff<NdArray>;
+/// let device = Default::default();
+/// // Centring over the batch mixes samples: d y[b, k] / d x[b', i] = [b = b'][k = i] - [k = i] / B.
+/// let f = |x: Tensor<B, 2>| x.clone() - x.mean_dim(0);
+/// let x = Tensor::<B, 2>::from_floats([[1.0, 2.0], [3.0, 5.0]], &device);
+/// let config = JacobianConfig::default();
+/// let j = full(f, x.clone(), &config, u128::MAX).unwrap();
+/// assert_eq!(j.shape, [2, 2, 2, 2]);
+/// // Row [b = 0, k = 0]: over (b', i) = (0, 0), (0, 1), (1, 0), (1, 1).
+/// assert_eq!(&j.values[..4], &[0.5, 0.0, -0.5, 0.0]);
+/// assert_eq!(j.max_abs_off_diagonal(), Some(0.5));
+///
+/// // 16 f32 entries are 64 bytes: refused under a smaller limit.
+/// let refused = full(f, x, &config, 63);
+/// assert!(matches!(refused, Err(JacobianError::TooLarge { bytes: 64, .. })));
+/// ```
 pub fn full<B, const D: usize, F>(
     f: F,
     x: Tensor<B, D>,
