@@ -25,6 +25,7 @@
 //! assert_eq!(logits.dims(), [3, 10]);
 //! ```
 
+mod analytic;
 #[cfg(feature = "import")]
 pub mod import;
 
