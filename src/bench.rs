@@ -7,6 +7,7 @@ use burn::tensor::backend::AutodiffBackend;
 use jacobian::{JacobianConfig, Layout};
 
 use crate::backend::{run_on, wgpu_adapter, BackendJob, BackendKind};
+use crate::compute::{per_sample_chunks, Method};
 use crate::error::Result;
 use crate::model::{load_model, Batch};
 
@@ -23,6 +24,8 @@ pub struct Bench {
     pub repeats: usize,
     /// Engine options.
     pub config: JacobianConfig,
+    /// Autodiff engine or LeNet-5's specialised path (per-sample only).
+    pub method: Method,
 }
 
 /// Seconds of each timed run, sorted.
@@ -62,16 +65,23 @@ impl BackendJob for &Bench {
         let x = Batch::random(self.batch, 0).to_tensor::<B>(&device);
         let once = || -> Result<f64> {
             let start = Instant::now();
-            let j = match self.layout {
+            match self.layout {
                 Layout::PerSample => {
-                    jacobian::per_sample(|x| model.forward(x), x.clone(), &self.config)?
+                    // Collected on the host, as a caller of the engine would get them.
+                    let mut values = Vec::new();
+                    per_sample_chunks(&model, x.clone(), self.method, &self.config, |chunk| {
+                        values.extend_from_slice(chunk.values);
+                        Ok(())
+                    })?;
+                    std::hint::black_box(values);
                 }
                 Layout::Full => {
-                    jacobian::full(|x| model.forward(x), x.clone(), &self.config, u128::MAX)?
+                    let full =
+                        jacobian::full(|x| model.forward(x), x.clone(), &self.config, u128::MAX)?;
+                    std::hint::black_box(full);
                 }
-            };
+            }
             let seconds = start.elapsed().as_secs_f64();
-            std::hint::black_box(j);
             Ok(seconds)
         };
         once()?; // warm-up: kernels compiled, memory pools filled
@@ -100,6 +110,7 @@ pub fn json_line(bench: &Bench, timings: &Timings) -> String {
         "device": timings.device,
         "batch": bench.batch,
         "layout": bench.layout.to_string(),
+        "method": format!("{:?}", bench.method).to_lowercase(),
         "strategy": format!("{:?}", bench.config.strategy),
         "chunk_size": bench.config.chunk_size,
         "repeats": timings.seconds.len(),

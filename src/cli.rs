@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use jacobian::{JacobianConfig, Layout, Strategy};
 
 use crate::backend::BackendKind;
+pub use crate::compute::Method;
 
 /// Input Jacobians of LeNet-5 on Burn: torch's full layout (B, O, B, 1, 32, 32) and the
 /// per-sample layout (B, O, 1, 32, 32), on a backend chosen at run time.
@@ -47,6 +48,11 @@ pub struct EngineArgs {
     /// How per-sample rows are gathered: all outputs in one stacked pass, or one pass per output.
     #[arg(long, value_enum, default_value_t = StrategyArg::Stacked)]
     pub strategy: StrategyArg,
+    /// How the per-sample layout is computed: Burn's autodiff engine, or LeNet-5's specialised
+    /// path (one forward pass and a hand-written backward sweep, tested equal to autodiff;
+    /// per-sample layout only).
+    #[arg(long, value_enum, default_value_t = Method::Autodiff)]
+    pub method: Method,
     /// Samples per chunk of the per-sample computation (bounds memory).
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
     pub chunk_size: u64,
@@ -63,6 +69,18 @@ impl EngineArgs {
             },
             ..JacobianConfig::default()
         }
+    }
+
+    /// Rejects combinations that make no sense.
+    pub fn check(&self) -> crate::error::Result<()> {
+        if self.method == Method::Analytic && self.layout() == Layout::Full {
+            return Err(crate::error::AppError::Usage(
+                "--method analytic gives the per-sample layout only: use --layout per-sample, \
+                 or --method autodiff for the full layout"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The layout.
@@ -89,6 +107,13 @@ pub struct ComputeArgs {
     /// Input batch: a float32 .npy array of shape [N, 1, 32, 32] (float64 is converted).
     #[arg(long, value_name = "FILE")]
     pub input: Option<PathBuf>,
+    /// Input batch: the PNG and JPEG files (*.png, *.jpg, *.jpeg) of a directory, in file-name
+    /// order, other files ignored. Each is converted to grayscale with values in [0, 1]; a
+    /// 28 x 28 image (an MNIST digit) is padded with 2 zero pixels on every side to 32 x 32,
+    /// as LeNet-5 expects; other sizes are resized to 32 x 32 (triangle filter, aspect ratio
+    /// not kept).
+    #[arg(long, value_name = "DIR", conflicts_with = "input")]
+    pub images: Option<PathBuf>,
     /// Proceed even when the input holds NaN or Inf values.
     #[arg(long)]
     pub allow_non_finite: bool,
@@ -101,6 +126,14 @@ pub struct ComputeArgs {
     /// Write the Jacobian as a float32 C-order .npy file (numpy.load reads it).
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Print each sample's Frobenius norm and spectral norm (largest singular value) of its
+    /// 10 x 1024 Jacobian.
+    #[arg(long)]
+    pub norms: bool,
+    /// Draw per-class saliency maps |J| as a PNG: one row per sample (the first 16), the
+    /// input then one tile per class, each row scaled by its largest |J|.
+    #[arg(long, value_name = "FILE.png")]
+    pub saliency: Option<PathBuf>,
 }
 
 /// Benchmarking.

@@ -3,18 +3,74 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use burn::module::Module;
+use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
-use jacobian::{Jacobian, JacobianConfig, Layout, Strategy};
+use burn::tensor::Tensor;
+use jacobian::{Chunk, Jacobian, JacobianConfig, Layout, Strategy};
+use lenet5::LeNet5;
 
 use crate::backend::{run_on, BackendJob, BackendKind};
 use crate::error::{AppError, Result};
-use crate::model::{load_model, Batch, SAMPLE_DIMS};
+use crate::model::{load_model, Batch, SAMPLE_DIMS, SAMPLE_LEN};
+use crate::norms::{self, SampleNorms};
 use crate::npy::{self, NpyOutput};
 use crate::progress::Progress;
 
 /// Samples whose full Jacobian is measured to show the off-diagonal blocks in per-sample runs.
 pub const OFF_DIAGONAL_PROBE: usize = 4;
+
+/// How the per-sample layout is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Method {
+    /// The general engine: Burn's autodiff, per output or with stacked outputs.
+    Autodiff,
+    /// LeNet-5's specialised path: one forward pass and a hand-written backward sweep.
+    Analytic,
+}
+
+/// The per-sample Jacobian of `model` at `x` chunk by chunk, by `method`, handed to `sink`
+/// as the engine's [`per_sample_chunks`](jacobian::per_sample_chunks) does.
+pub fn per_sample_chunks<B, S>(
+    model: &LeNet5<B>,
+    x: Tensor<B, 4>,
+    method: Method,
+    config: &JacobianConfig,
+    mut sink: S,
+) -> Result<()>
+where
+    B: AutodiffBackend,
+    S: FnMut(Chunk<'_>) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>,
+{
+    match method {
+        Method::Autodiff => {
+            jacobian::per_sample_chunks(|x| model.forward(x), x, config, sink)?;
+        }
+        Method::Analytic => {
+            let model = model.valid();
+            let x = x.inner();
+            let batch = x.dims()[0];
+            let chunk_size = config.chunk_size.unwrap_or(batch).clamp(1, batch);
+            for start in (0..batch).step_by(chunk_size) {
+                let samples = chunk_size.min(batch - start);
+                let values = model
+                    .input_jacobian(x.clone().narrow(0, start, samples))
+                    .into_data()
+                    .convert::<f32>()
+                    .into_vec::<f32>()
+                    .expect("converted to f32");
+                sink(Chunk {
+                    start,
+                    samples,
+                    outputs: model.num_classes(),
+                    values: &values,
+                    function_outputs: None,
+                })
+                .map_err(|e| AppError::Runtime(e.to_string()))?;
+            }
+        }
+    }
+    Ok(())
+}
 
 /// What to compute and where to write it.
 #[derive(Clone, Debug)]
@@ -35,8 +91,15 @@ pub struct Request {
     pub output: Option<PathBuf>,
     /// Engine options.
     pub config: JacobianConfig,
+    /// How the per-sample layout is computed.
+    pub method: Method,
     /// Largest full-layout Jacobian accepted, in bytes.
     pub max_full_bytes: u128,
+    /// Compute each sample's norms (`--norms`).
+    pub norms: bool,
+    /// Samples, from the first, whose per-sample Jacobian is kept even in streamed runs
+    /// (for `--saliency`).
+    pub keep_first: usize,
 }
 
 /// What was computed, for the report.
@@ -55,6 +118,10 @@ pub struct Outcome {
     /// The per-sample Jacobian, kept when the batch is small enough to hold in memory
     /// (`None` for streamed runs).
     pub per_sample: Option<Jacobian>,
+    /// Each sample's norms, when [`Request::norms`] is set.
+    pub norms: Option<Vec<SampleNorms>>,
+    /// The per-sample Jacobian of the first [`Request::keep_first`] samples (`None` for zero).
+    pub first: Option<Jacobian>,
 }
 
 /// Largest per-sample Jacobian kept in memory after a run, in bytes (larger runs stream).
@@ -100,12 +167,15 @@ impl BackendJob for &Request {
                     output.commit()?;
                 }
                 let off_diagonal = full.max_abs_off_diagonal().unwrap_or(0.0);
+                let per_sample = jacobian::batch_diagonal(&full);
                 Ok(Outcome {
                     layout: Layout::Full,
                     max_abs: full.max_abs(),
                     off_diagonal: (off_diagonal, self.batch.len),
                     elapsed,
-                    per_sample: Some(jacobian::batch_diagonal(&full)),
+                    norms: self.norms.then(|| norms::of_jacobian(&per_sample)),
+                    first: self.first_samples(outputs, &per_sample.values),
+                    per_sample: Some(per_sample),
                     shape,
                 })
             }
@@ -117,10 +187,13 @@ impl BackendJob for &Request {
                 let keep =
                     Layout::PerSample.bytes(self.batch.len, outputs, &SAMPLE_DIMS) <= KEEP_BYTES;
                 let mut kept = Vec::new();
+                let mut sample_norms = self.norms.then(Vec::new);
+                let mut first = Vec::new();
+                let first_len = self.batch.len.min(self.keep_first) * outputs * SAMPLE_LEN;
                 let mut max_abs = 0.0f32;
                 let mut progress = Progress::new(self.batch.len as u64, "samples");
                 let start = Instant::now();
-                jacobian::per_sample_chunks(forward, x.clone(), &self.config, |chunk| {
+                per_sample_chunks(&model, x.clone(), self.method, &self.config, |chunk| {
                     max_abs = chunk.values.iter().fold(max_abs, |m, v| m.max(v.abs()));
                     if let Some(output) = output.as_mut() {
                         output.write(chunk.values)?;
@@ -128,6 +201,11 @@ impl BackendJob for &Request {
                     if keep {
                         kept.extend_from_slice(chunk.values);
                     }
+                    if let Some(sample_norms) = sample_norms.as_mut() {
+                        sample_norms.extend(norms::of_chunk(chunk.values, chunk.samples, outputs));
+                    }
+                    let wanted = (first_len - first.len()).min(chunk.values.len());
+                    first.extend_from_slice(&chunk.values[..wanted]);
                     progress.advance(chunk.samples as u64);
                     Ok(())
                 })?;
@@ -159,11 +237,30 @@ impl BackendJob for &Request {
                     max_abs,
                     off_diagonal: (probe_full.max_abs_off_diagonal().unwrap_or(0.0), probe),
                     elapsed,
+                    norms: sample_norms,
+                    first: self.first_samples(outputs, &first),
                     per_sample,
                     shape,
                 })
             }
         }
+    }
+}
+
+impl Request {
+    /// The per-sample Jacobian of the first [`Request::keep_first`] samples out of `values`,
+    /// per-sample values that start with them.
+    fn first_samples(&self, outputs: usize, values: &[f32]) -> Option<Jacobian> {
+        let samples = self.batch.len.min(self.keep_first);
+        if samples == 0 {
+            return None;
+        }
+        Some(Jacobian {
+            layout: Layout::PerSample,
+            shape: Layout::PerSample.shape(samples, outputs, &SAMPLE_DIMS),
+            values: values[..samples * outputs * SAMPLE_LEN].to_vec(),
+            outputs: None,
+        })
     }
 }
 

@@ -6,10 +6,13 @@ pub mod bench;
 pub mod cli;
 pub mod compute;
 pub mod error;
+pub mod images;
 pub mod model;
+pub mod norms;
 pub mod npy;
 pub mod progress;
 pub mod report;
+pub mod saliency;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -43,7 +46,8 @@ pub fn main_with_args<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
 }
 
 fn fail(e: &AppError) -> ExitCode {
-    let message = e.to_string();
+    // One line, whatever a dependency's message holds.
+    let message = one_line(&e.to_string());
     let message = message.strip_prefix("error: ").unwrap_or(&message);
     eprintln!("error: {message}");
     e.exit_code()
@@ -80,53 +84,127 @@ fn input_batch(args: &ComputeArgs) -> Result<Batch> {
     match &args.input {
         Some(path) => {
             let array = npy::read(path)?;
-            if array.converted_from_f64 {
+            let converted = array.converted_from_f64;
+            let batch = Batch::from_array(path, &array.shape, array.values, args.allow_non_finite)?;
+            // Only once the input is accepted: a failing run prints its error alone.
+            if converted {
                 eprintln!(
                     "note: {}: float64 values converted to float32",
                     path.display()
                 );
             }
-            Batch::from_array(path, &array.shape, array.values, args.allow_non_finite)
+            Ok(batch)
         }
         None => Ok(Batch::random(args.batch as usize, args.seed)),
     }
 }
 
 fn compute(args: &ComputeArgs) -> Result<()> {
+    args.engine.check()?;
+    // Checked before any work: a --saliency path that cannot be written fails at once.
+    let saliency_file = args
+        .saliency
+        .as_deref()
+        .map(npy::AtomicFile::create)
+        .transpose()?;
+    let (batch, names) = named_input_batch(args)?;
+    let keep_first = match &saliency_file {
+        Some(_) => saliency::rows(batch.len),
+        None => 0,
+    };
     let request = Request {
         backend: args.engine.backend,
-        batch: input_batch(args)?,
+        batch,
         weights: args.weights.clone(),
         seed: args.seed,
         save_weights: args.save_weights.clone(),
         layout: args.engine.layout(),
         output: args.output.clone(),
         config: args.engine.config(),
+        method: args.engine.method,
         max_full_bytes: max_full_bytes(),
+        norms: args.norms,
+        keep_first,
     };
     let outcome = compute::compute(&request)?;
     print!(
         "{}",
         report::render(&outcome, args.engine.backend.name(), args.output.as_deref())
     );
+    print_norms_and_write_saliency(&request, &outcome, names.as_deref(), saliency_file)
+}
+
+/// The input batch, with each sample's file name for `--images`.
+fn named_input_batch(args: &ComputeArgs) -> Result<(Batch, Option<Vec<String>>)> {
+    let Some(dir) = &args.images else {
+        return Ok((input_batch(args)?, None));
+    };
+    let images = images::load_dir(dir)?;
+    let shown = images.names.iter().take(saliency::MAX_ROWS);
+    let shown: Vec<&str> = shown.map(String::as_str).collect();
+    eprintln!(
+        "note: {}: {} image(s) as samples 0.. in file-name order: {}{}",
+        dir.display(),
+        images.batch.len,
+        shown.join(", "),
+        if images.names.len() > shown.len() {
+            ", ..."
+        } else {
+            ""
+        }
+    );
+    Ok((images.batch, Some(images.names)))
+}
+
+/// `--norms`' table on stdout and `--saliency`'s PNG.
+fn print_norms_and_write_saliency(
+    request: &Request,
+    outcome: &compute::Outcome,
+    names: Option<&[String]>,
+    saliency_file: Option<npy::AtomicFile>,
+) -> Result<()> {
+    let outputs = outcome.shape[1];
+    if let Some(norms) = &outcome.norms {
+        println!();
+        print!("{}", norms::table(norms, outputs, model::SAMPLE_LEN, names));
+    }
+    if let (Some(file), Some(first)) = (saliency_file, &outcome.first) {
+        let rows = first.batch();
+        if rows < request.batch.len {
+            eprintln!(
+                "note: --saliency draws the first {rows} of the {} samples",
+                request.batch.len
+            );
+        }
+        let path = file.target().to_path_buf();
+        let inputs = &request.batch.values[..rows * model::SAMPLE_LEN];
+        saliency::write(file, inputs, first)?;
+        println!(
+            "saliency maps of {rows} sample(s) x {outputs} classes written to {}",
+            path.display()
+        );
+    }
     Ok(())
 }
 
 fn bench(args: &BenchArgs) -> Result<()> {
+    args.engine.check()?;
     let bench = bench::Bench {
         backend: args.engine.backend,
         batch: args.batch as usize,
         layout: args.engine.layout(),
         repeats: args.repeats as usize,
         config: args.engine.config(),
+        method: args.engine.method,
     };
     let timings = bench::run(&bench)?;
     if args.json {
         println!("{}", bench::json_line(&bench, &timings));
     } else {
         println!(
-            "{} {} batch {} on {} ({}): min {:.4} s, median {:.4} s, max {:.4} s over {} runs",
+            "{} {} {} batch {} on {} ({}): min {:.4} s, median {:.4} s, max {:.4} s over {} runs",
             bench.layout,
+            format!("{:?}", bench.method).to_lowercase(),
             format!("{:?}", bench.config.strategy).to_lowercase(),
             bench.batch,
             bench.backend,
