@@ -17,7 +17,7 @@ PyTorch ways:
     torch best = (c)
 
 Ours: `<bin> bench --backend B --batch N --layout per-sample|full --repeats R --json`
-for each backend; every stdout line that is a JSON object with "backend", "batch",
+(plus --ours-args) for each backend; every stdout line that is a JSON object with "backend", "batch",
 "layout" and "median_s" (optionally "min_s", "max_s") is a result; other lines
 and keys are ignored, stderr passes through.
 
@@ -35,6 +35,7 @@ import copy
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -173,7 +174,7 @@ def parse_ours(stdout: str) -> list[dict]:
             rows.append({
                 "layout": normalize_layout(rec["layout"]),
                 "batch": int(rec["batch"]),
-                "way": f"ours {rec['backend']}",
+                "way": f"ours {rec['backend']}" + (f" ({rec['method']})" if rec.get("method") else ""),
                 "side": "ours",
                 "median_s": median,
                 "min_s": float(rec["min_s"]) if rec.get("min_s") is not None else None,
@@ -185,9 +186,9 @@ def parse_ours(stdout: str) -> list[dict]:
 
 
 def our_results(binary: Path, backend: str, layout: str, batch: int, repeats: int, timeout: float,
-                problems: list[str]) -> list[dict]:
+                problems: list[str], extra: list[str]) -> list[dict]:
     cmd = [str(binary), "bench", "--backend", backend, "--batch", str(batch), "--layout", layout,
-           "--repeats", str(repeats), "--json"]
+           "--repeats", str(repeats), "--json", *extra]
     print(f"  running {' '.join(cmd)}", file=sys.stderr)
     try:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, timeout=timeout)
@@ -334,6 +335,8 @@ def main(argv=None) -> int:
                         f"PyTorch's full Jacobian is never run above {TORCH_FULL_MAX_BATCH})")
     p.add_argument("--repeats", type=int, default=7, help="timed runs per way, after one warm-up (default: 7)")
     p.add_argument("--seed", type=int, default=0, help="torch.manual_seed for weights and input (default: 0)")
+    p.add_argument("--ours-args", default="",
+                   help="extra arguments appended to each `bench` run of our binary, e.g. \"--method analytic\"")
     p.add_argument("--timeout", type=float, default=3600, help="seconds allowed per run of our binary (default: 3600)")
     p.add_argument("--torch-threads", type=int,
                    help="torch.set_num_threads(N) (default: what torch picks)")
@@ -373,7 +376,8 @@ def main(argv=None) -> int:
             rows += torch_results(layout, batch, args.repeats, args.seed)
             if run_ours:
                 for backend in args.backends:
-                    rows += our_results(binary, backend, layout, batch, args.repeats, args.timeout, problems)
+                    rows += our_results(binary, backend, layout, batch, args.repeats, args.timeout, problems,
+                                        shlex.split(args.ours_args))
 
     other = load.stop()
     if other is not None and other > 0.05:
