@@ -1,0 +1,194 @@
+//! `--images DIR`: a directory of PNG and JPEG files as the input batch.
+//!
+//! The rule, the same as in `--images`'s help:
+//!
+//! - the files ending in `.png`, `.jpg` or `.jpeg` (any case) are read, in the order of their
+//!   file names; other files and subdirectories are ignored, and a directory without any
+//!   image is an error;
+//! - each image is converted to grayscale (its luminance; an alpha channel is dropped) with
+//!   pixel values scaled to `[0, 1]` (an 8-bit value `v` becomes `v / 255`);
+//! - a 28 x 28 image (an MNIST digit) is padded with 2 zero pixels on every side to 32 x 32,
+//!   as LeNet-5 expects for MNIST; a 32 x 32 image is taken as it is; any other size is
+//!   resized to 32 x 32 with a triangle (bilinear) filter, without keeping the aspect ratio.
+
+use std::path::{Path, PathBuf};
+
+use image::imageops::{self, FilterType};
+use image::{DynamicImage, ImageBuffer, ImageReader, Luma};
+use lenet5::IMAGE_SIZE;
+
+use crate::error::{AppError, Result};
+use crate::model::{Batch, SAMPLE_LEN};
+
+/// Side of an MNIST digit, padded to [`IMAGE_SIZE`].
+pub const MNIST_SIZE: usize = 28;
+
+/// The images of a directory, as a batch.
+#[derive(Clone, Debug)]
+pub struct ImageBatch {
+    /// The pixels, `[N, 1, 32, 32]`.
+    pub batch: Batch,
+    /// The file name of each sample, in batch order.
+    pub names: Vec<String>,
+}
+
+/// Whether a path names a PNG or JPEG file, by its extension.
+fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The PNG and JPEG files of `dir`, sorted by file name.
+pub fn list(dir: &Path) -> Result<Vec<PathBuf>> {
+    let fail = |what: String| AppError::Input(format!("{}: {what}", dir.display()));
+    let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => fail("no such directory".into()),
+        _ => fail(format!("cannot read the directory: {e}")),
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| fail(format!("cannot read the directory: {e}")))?
+            .path();
+        if is_image(&path) && path.is_file() {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Err(fail(
+            "no PNG or JPEG file (*.png, *.jpg, *.jpeg) in the directory".into(),
+        ));
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(files)
+}
+
+/// Reads the images of `dir` as a batch (see the [module documentation](self) for the rule).
+pub fn load_dir(dir: &Path) -> Result<ImageBatch> {
+    let files = list(dir)?;
+    let mut values = Vec::with_capacity(files.len() * SAMPLE_LEN);
+    let mut names = Vec::with_capacity(files.len());
+    for path in &files {
+        values.extend(to_sample(&read(path)?));
+        names.push(
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+    }
+    Ok(ImageBatch {
+        batch: Batch {
+            len: files.len(),
+            values,
+        },
+        names,
+    })
+}
+
+/// Decodes one image file (its format guessed from its content, then its extension).
+pub fn read(path: &Path) -> Result<DynamicImage> {
+    let fail = |what: String| AppError::Input(format!("{}: {what}", path.display()));
+    ImageReader::open(path)
+        .and_then(|reader| reader.with_guessed_format())
+        .map_err(|e| fail(format!("cannot open: {e}")))?
+        .decode()
+        .map_err(|e| fail(format!("not a readable PNG or JPEG image ({e})")))
+}
+
+/// One image as a LeNet-5 sample: `1 x 32 x 32` values in `[0, 1]`, row-major (see the
+/// [module documentation](self) for the rule).
+pub fn to_sample(image: &DynamicImage) -> Vec<f32> {
+    let gray = image.to_luma32f();
+    let side = IMAGE_SIZE as u32;
+    let (width, height) = gray.dimensions();
+    let sample: ImageBuffer<Luma<f32>, Vec<f32>> = if (width, height) == (side, side) {
+        gray
+    } else if (width, height) == (MNIST_SIZE as u32, MNIST_SIZE as u32) {
+        let pad = (side - MNIST_SIZE as u32) / 2;
+        let mut padded = ImageBuffer::new(side, side); // zeros
+        imageops::replace(&mut padded, &gray, i64::from(pad), i64::from(pad));
+        padded
+    } else {
+        imageops::resize(&gray, side, side, FilterType::Triangle)
+    };
+    // Luminance of out-of-range colours and the filter's rounding stay within [0, 1].
+    sample
+        .into_raw()
+        .into_iter()
+        .map(|v| v.clamp(0.0, 1.0))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayImage, RgbImage};
+
+    #[test]
+    fn mnist_digits_are_padded_with_two_zero_pixels() {
+        let digit = GrayImage::from_fn(28, 28, |x, y| Luma([((x + y) * 4 + 3) as u8]));
+        let sample = to_sample(&DynamicImage::ImageLuma8(digit));
+        assert_eq!(sample.len(), 32 * 32);
+        for row in 0..32 {
+            for col in 0..32 {
+                let v = sample[row * 32 + col];
+                if (2..30).contains(&row) && (2..30).contains(&col) {
+                    let (x, y) = (col - 2, row - 2);
+                    assert_eq!(v, ((x + y) * 4 + 3) as f32 / 255.0, "[{row}, {col}]");
+                } else {
+                    assert_eq!(v, 0.0, "border [{row}, {col}]");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_sizes_are_resized_and_colours_become_gray() {
+        // A uniform colour stays uniform through the filter: its luminance everywhere.
+        let rgb = RgbImage::from_pixel(40, 20, image::Rgb([255, 255, 255]));
+        let sample = to_sample(&DynamicImage::ImageRgb8(rgb));
+        assert_eq!(sample.len(), 32 * 32);
+        assert!(sample.iter().all(|&v| (v - 1.0).abs() < 1e-6), "{sample:?}");
+        let gray = GrayImage::from_pixel(32, 32, Luma([51]));
+        let sample = to_sample(&DynamicImage::ImageLuma8(gray));
+        assert!(sample.iter().all(|&v| v == 0.2));
+    }
+
+    #[test]
+    fn directories_are_read_in_file_name_order_and_other_files_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, value) in [("b.png", 200u8), ("a.PNG", 100), ("c.jpg", 255)] {
+            GrayImage::from_pixel(32, 32, Luma([value]))
+                .save(dir.path().join(name))
+                .unwrap();
+        }
+        std::fs::write(dir.path().join("notes.txt"), "not an image").unwrap();
+        std::fs::create_dir(dir.path().join("sub.png")).unwrap();
+        let images = load_dir(dir.path()).unwrap();
+        assert_eq!(images.names, ["a.PNG", "b.png", "c.jpg"]);
+        assert_eq!(images.batch.len, 3);
+        assert_eq!(images.batch.values[0], 100.0 / 255.0);
+        assert_eq!(images.batch.values[1024], 200.0 / 255.0);
+        // JPEG is lossy, but a uniform white image stays (nearly) white.
+        assert!(images.batch.values[2048] > 0.98);
+    }
+
+    #[test]
+    fn empty_directories_and_bad_files_are_input_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("readme.md"), "no image").unwrap();
+        let err = load_dir(dir.path()).unwrap_err();
+        assert!(matches!(err, AppError::Input(_)), "{err:?}");
+        assert!(err.to_string().contains("no PNG or JPEG file"), "{err}");
+
+        std::fs::write(dir.path().join("broken.png"), "not a png").unwrap();
+        let err = load_dir(dir.path()).unwrap_err();
+        assert!(matches!(err, AppError::Input(_)), "{err:?}");
+        assert!(err.to_string().contains("broken.png"), "{err}");
+        assert!(!err.to_string().contains('\n'), "{err}");
+
+        let err = load_dir(&dir.path().join("missing")).unwrap_err();
+        assert!(err.to_string().contains("no such directory"), "{err}");
+    }
+}

@@ -1,0 +1,273 @@
+//! `--norms`, `--saliency` and `--images`, checked from the outside: norms recomputed from the
+//! written Jacobian, the PNG decoded, image batches compared with the same pixels given as .npy.
+
+mod common;
+
+use std::path::Path;
+
+use common::{read_npy, relative_error, run, run_ok};
+use image::{GrayImage, Luma};
+use lenet_jacobian::saliency;
+
+const OUTPUTS: usize = 10;
+const INPUT_LEN: usize = 32 * 32;
+
+/// The (Frobenius, spectral) pairs of `--norms`' table.
+fn parse_norms(stdout: &str) -> Vec<(f64, f64)> {
+    let table = stdout
+        .split_once("Frobenius")
+        .unwrap_or_else(|| panic!("no norms table in\n{stdout}"))
+        .1;
+    table
+        .lines()
+        .skip(1)
+        .map_while(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let index = fields.first()?.parse::<usize>().ok()?;
+            Some((
+                index,
+                fields[1].parse().unwrap(),
+                fields[2].parse().unwrap(),
+            ))
+        })
+        .enumerate()
+        .map(|(row, (index, frobenius, spectral))| {
+            assert_eq!(row, index, "samples out of order in\n{stdout}");
+            (frobenius, spectral)
+        })
+        .collect()
+}
+
+/// Largest singular value of a row-major `rows x cols` matrix: power iteration on `M M^T`,
+/// in f64.
+fn power_iteration_spectral_norm(matrix: &[f32], rows: usize) -> f64 {
+    let cols = matrix.len() / rows;
+    let m = |r: usize, c: usize| f64::from(matrix[r * cols + c]);
+    let gram: Vec<f64> = (0..rows * rows)
+        .map(|i| (0..cols).map(|c| m(i / rows, c) * m(i % rows, c)).sum())
+        .collect();
+    let mut v: Vec<f64> = (0..rows).map(|i| 1.0 + 0.1 * i as f64).collect();
+    let mut eigenvalue = 0.0;
+    for _ in 0..10_000 {
+        let w: Vec<f64> = (0..rows)
+            .map(|i| (0..rows).map(|j| gram[i * rows + j] * v[j]).sum())
+            .collect();
+        let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if norm == 0.0 {
+            return 0.0;
+        }
+        // Rayleigh quotient with the normalised v.
+        eigenvalue = v.iter().zip(&w).map(|(a, b)| a * b).sum::<f64>();
+        v = w.into_iter().map(|x| x / norm).collect();
+    }
+    eigenvalue.sqrt()
+}
+
+fn frobenius(matrix: &[f32]) -> f64 {
+    matrix
+        .iter()
+        .map(|&v| f64::from(v) * f64::from(v))
+        .sum::<f64>()
+        .sqrt()
+}
+
+fn assert_close(got: f64, expected: f64, what: &str) {
+    // Printed with 7 significant digits.
+    assert!(
+        (got - expected).abs() <= 2e-6 * expected.abs(),
+        "{what}: printed {got:e}, recomputed {expected:e}"
+    );
+}
+
+/// Each sample's `O x 1024` matrix out of a written Jacobian of either layout.
+fn sample_matrices(shape: &[usize], values: &[f32]) -> Vec<Vec<f32>> {
+    let batch = shape[0];
+    let full = shape.len() == 6;
+    (0..batch)
+        .map(|b| {
+            (0..OUTPUTS)
+                .flat_map(|k| {
+                    let start = if full {
+                        ((b * OUTPUTS + k) * batch + b) * INPUT_LEN
+                    } else {
+                        (b * OUTPUTS + k) * INPUT_LEN
+                    };
+                    values[start..start + INPUT_LEN].to_vec()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn norms_match_norms_recomputed_from_the_written_jacobian() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.npy");
+    let p = path.to_str().unwrap();
+    // Full layout, per-sample layout in one chunk, and streamed in chunks of 2.
+    for extra in [
+        &["--layout", "full"][..],
+        &["--layout", "per-sample"],
+        &["--layout", "per-sample", "--chunk-size", "2"],
+    ] {
+        let mut args = vec![
+            "--backend",
+            "flex",
+            "--batch",
+            "5",
+            "--seed",
+            "7",
+            "--norms",
+            "--output",
+            p,
+        ];
+        args.extend_from_slice(extra);
+        let stdout = run_ok(&args);
+        let printed = parse_norms(&stdout);
+        let (shape, values) = read_npy(&path);
+        let matrices = sample_matrices(&shape, &values);
+        assert_eq!(printed.len(), 5, "{stdout}");
+        for (b, ((fro, spec), matrix)) in printed.iter().zip(&matrices).enumerate() {
+            let what = format!("{extra:?} sample {b}");
+            assert_close(*fro, frobenius(matrix), &format!("{what} Frobenius"));
+            assert_close(
+                *spec,
+                power_iteration_spectral_norm(matrix, OUTPUTS),
+                &format!("{what} spectral"),
+            );
+            assert!(spec <= fro && *spec > 0.0, "{what}: {spec} vs {fro}");
+        }
+    }
+}
+
+#[test]
+fn saliency_writes_a_decodable_png_of_the_grid_size_capped_at_16_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    for (batch, rows) in [(3, 3), (20, saliency::MAX_ROWS)] {
+        let path = dir.path().join(format!("s{batch}.png"));
+        let out = run(&[
+            "--backend",
+            "flex",
+            "--batch",
+            &batch.to_string(),
+            "--layout",
+            "per-sample",
+            "--saliency",
+            path.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stdout.contains("saliency maps of"), "{stdout}");
+        assert_eq!(
+            stderr.contains("draws the first 16 of the 20"),
+            batch == 20,
+            "{stderr}"
+        );
+        let png = image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(
+            (png.width(), png.height()),
+            saliency::image_size(rows, OUTPUTS, 32, 32)
+        );
+        // The tiles hold colour, not only the white background and black ink.
+        let rgb = png.to_rgb8();
+        assert!(rgb.pixels().any(|p| p[0] != p[1] || p[1] != p[2]));
+    }
+}
+
+#[test]
+fn saliency_to_a_missing_directory_fails_before_computing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing").join("s.png");
+    let out = run(&["--backend", "flex", "--saliency", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(5), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("does not exist"), "{stderr}");
+}
+
+fn write_png(dir: &Path, name: &str, image: &GrayImage) {
+    image.save(dir.join(name)).unwrap();
+}
+
+/// `--images` gives the same batch as its pixels by hand: a 28 x 28 digit padded with zeros,
+/// a uniform 40 x 40 image resized (still uniform), in file-name order, non-images ignored.
+#[test]
+fn images_directory_is_the_batch_the_rule_describes() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let digit = GrayImage::from_fn(28, 28, |x, y| Luma([((x * 9 + y * 5) % 256) as u8]));
+    write_png(&images, "b_digit.png", &digit);
+    write_png(
+        &images,
+        "a_plain.png",
+        &GrayImage::from_pixel(40, 40, Luma([153])),
+    );
+    std::fs::write(images.join("notes.txt"), "ignored").unwrap();
+
+    // The same batch by hand: sample 0 uniform 0.6, sample 1 the digit inside 2 zero pixels.
+    let mut values = vec![153.0f32 / 255.0; INPUT_LEN];
+    let mut padded = vec![0.0f32; INPUT_LEN];
+    for (x, y, p) in digit.enumerate_pixels() {
+        padded[(y as usize + 2) * 32 + x as usize + 2] = f32::from(p[0]) / 255.0;
+    }
+    values.extend(padded);
+    let input = dir.path().join("input.npy");
+    lenet_jacobian::npy::write(&input, &[2, 1, 32, 32], &values).unwrap();
+
+    let (from_images, from_npy) = (dir.path().join("i.npy"), dir.path().join("n.npy"));
+    let common = ["--backend", "flex", "--layout", "per-sample", "--output"];
+    let out = run(&[
+        &common[..],
+        &[
+            from_images.to_str().unwrap(),
+            "--images",
+            images.to_str().unwrap(),
+        ],
+    ]
+    .concat());
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("a_plain.png, b_digit.png"), "{stderr}");
+    run_ok(
+        &[
+            &common[..],
+            &[
+                from_npy.to_str().unwrap(),
+                "--input",
+                input.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
+    let (shape, got) = read_npy(&from_images);
+    let (_, expected) = read_npy(&from_npy);
+    assert_eq!(shape, [2, 10, 1, 32, 32]);
+    assert!(relative_error(&got, &expected) < 1e-5);
+}
+
+#[test]
+fn images_errors_are_one_line_input_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    // No image in the directory.
+    std::fs::write(dir.path().join("readme.txt"), "none").unwrap();
+    let out = run(&["--backend", "flex", "--images", d]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("no PNG or JPEG file"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // A file that is not the image it claims to be.
+    std::fs::write(dir.path().join("bad.jpg"), "not a jpeg").unwrap();
+    let out = run(&["--backend", "flex", "--images", d]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("bad.jpg"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    // --images and --input together.
+    let out = run(&["--images", d, "--input", "x.npy"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
