@@ -7,7 +7,7 @@ use burn::tensor::backend::AutodiffBackend;
 use jacobian::{JacobianConfig, Layout};
 
 use crate::backend::{run_on, wgpu_adapter, BackendJob, BackendKind};
-use crate::compute::{per_sample_chunks, Method};
+use crate::compute::{full_layout, per_sample_chunks, Method};
 use crate::error::Result;
 use crate::model::{load_model, Batch};
 
@@ -24,7 +24,7 @@ pub struct Bench {
     pub repeats: usize,
     /// Engine options.
     pub config: JacobianConfig,
-    /// Autodiff engine or LeNet-5's specialised path (per-sample only).
+    /// Autodiff engine or LeNet-5's specialised path.
     pub method: Method,
 }
 
@@ -76,9 +76,13 @@ impl BackendJob for &Bench {
                     std::hint::black_box(values);
                 }
                 Layout::Full => {
-                    let full =
-                        jacobian::full(|x| model.forward(x), x.clone(), &self.config, u128::MAX)?;
-                    std::hint::black_box(full);
+                    std::hint::black_box(full_layout(
+                        &model,
+                        x.clone(),
+                        self.method,
+                        &self.config,
+                        u128::MAX,
+                    )?);
                 }
             }
             let seconds = start.elapsed().as_secs_f64();

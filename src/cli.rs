@@ -48,9 +48,8 @@ pub struct EngineArgs {
     /// How per-sample rows are gathered: all outputs in one stacked pass, or one pass per output.
     #[arg(long, value_enum, default_value_t = StrategyArg::Stacked)]
     pub strategy: StrategyArg,
-    /// How the per-sample layout is computed: Burn's autodiff engine, or LeNet-5's specialised
-    /// path (one forward pass and a hand-written backward sweep, tested equal to autodiff;
-    /// per-sample layout only).
+    /// How the Jacobian is computed: Burn's autodiff engine, or LeNet-5's specialised path (one
+    /// forward pass and a hand-written backward sweep, tested equal to autodiff).
     #[arg(long, value_enum, default_value_t = Method::Autodiff)]
     pub method: Method,
     /// Samples per chunk of the per-sample computation (bounds memory).
@@ -69,18 +68,6 @@ impl EngineArgs {
             },
             ..JacobianConfig::default()
         }
-    }
-
-    /// Rejects combinations that make no sense.
-    pub fn check(&self) -> crate::error::Result<()> {
-        if self.method == Method::Analytic && self.layout() == Layout::Full {
-            return Err(crate::error::AppError::Usage(
-                "--method analytic gives the per-sample layout only: use --layout per-sample, \
-                 or --method autodiff for the full layout"
-                    .into(),
-            ));
-        }
-        Ok(())
     }
 
     /// The layout.

@@ -19,7 +19,7 @@ use crate::progress::Progress;
 /// Samples whose full Jacobian is measured to show the off-diagonal blocks in per-sample runs.
 pub const OFF_DIAGONAL_PROBE: usize = 4;
 
-/// How the per-sample layout is computed.
+/// How the Jacobian is computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Method {
     /// The general engine: Burn's autodiff, per output or with stacked outputs.
@@ -72,6 +72,46 @@ where
     Ok(())
 }
 
+/// The full Jacobian of `model` at `x` by `method`; `max_bytes` bounds its size.
+pub fn full_layout<B: AutodiffBackend>(
+    model: &LeNet5<B>,
+    x: Tensor<B, 4>,
+    method: Method,
+    config: &JacobianConfig,
+    max_bytes: u128,
+) -> Result<Jacobian> {
+    match method {
+        Method::Autodiff => Ok(jacobian::full(|x| model.forward(x), x, config, max_bytes)?),
+        Method::Analytic => {
+            let batch = x.dims()[0];
+            let shape = Layout::Full.shape(batch, model.num_classes(), &SAMPLE_DIMS);
+            let bytes = Layout::Full.bytes(batch, model.num_classes(), &SAMPLE_DIMS);
+            if bytes > max_bytes {
+                return Err(jacobian::JacobianError::TooLarge {
+                    layout: Layout::Full,
+                    shape,
+                    bytes,
+                    limit: max_bytes,
+                }
+                .into());
+            }
+            let values = model
+                .valid()
+                .input_jacobian_full(x.inner())
+                .into_data()
+                .convert::<f32>()
+                .into_vec::<f32>()
+                .expect("converted to f32");
+            Ok(Jacobian {
+                layout: Layout::Full,
+                shape,
+                values,
+                outputs: None,
+            })
+        }
+    }
+}
+
 /// What to compute and where to write it.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -91,7 +131,7 @@ pub struct Request {
     pub output: Option<PathBuf>,
     /// Engine options.
     pub config: JacobianConfig,
-    /// How the per-sample layout is computed.
+    /// How the Jacobian is computed.
     pub method: Method,
     /// Largest full-layout Jacobian accepted, in bytes.
     pub max_full_bytes: u128,
@@ -160,7 +200,7 @@ impl BackendJob for &Request {
                     None => None,
                 };
                 let start = Instant::now();
-                let full = jacobian::full(forward, x, &self.config, self.max_full_bytes)?;
+                let full = full_layout(&model, x, self.method, &self.config, self.max_full_bytes)?;
                 let elapsed = start.elapsed();
                 if let Some(mut output) = output {
                     output.write(&full.values)?;

@@ -100,7 +100,6 @@ fn input_batch(args: &ComputeArgs) -> Result<Batch> {
 }
 
 fn compute(args: &ComputeArgs) -> Result<()> {
-    args.engine.check()?;
     // Checked before any work: a --saliency path that cannot be written fails at once.
     let saliency_file = args
         .saliency
@@ -188,7 +187,6 @@ fn print_norms_and_write_saliency(
 }
 
 fn bench(args: &BenchArgs) -> Result<()> {
-    args.engine.check()?;
     let bench = bench::Bench {
         backend: args.engine.backend,
         batch: args.batch as usize,

@@ -151,3 +151,30 @@ fn saved_weights_load_back_to_the_same_jacobian() {
     );
     assert_eq!(read_npy(&a), read_npy(&b));
 }
+
+#[test]
+fn analytic_method_writes_what_autodiff_writes() {
+    let dir = temp_dir();
+    for layout in ["full", "per-sample"] {
+        let mut results = Vec::new();
+        for method in ["autodiff", "analytic"] {
+            let path = dir.path().join(format!("{layout}-{method}.npy"));
+            run_ok(&[
+                "--backend",
+                "flex",
+                "--batch",
+                "3",
+                "--layout",
+                layout,
+                "--method",
+                method,
+                "--output",
+                path.to_str().unwrap(),
+            ]);
+            results.push(read_npy(&path));
+        }
+        assert_eq!(results[0].0, results[1].0);
+        let error = relative_error(&results[1].1, &results[0].1);
+        assert!(error <= 1e-5, "{layout}: {error:e} x max |J|");
+    }
+}

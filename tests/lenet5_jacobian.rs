@@ -185,26 +185,40 @@ impl ModuleMapper<NdArray> for ToF64 {
 struct AnalyticAndAutodiff;
 
 impl BackendJob for &AnalyticAndAutodiff {
-    type Output = (Vec<f32>, Vec<f32>);
+    type Output = [(Vec<f32>, Vec<f32>); 2];
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Self::Output> {
         let model = load_model::<B>(None, SEED, &device)?.no_grad();
         let x = Batch::random(5, SEED + 1).to_tensor::<B>(&device);
-        let autodiff = per_sample(|x| model.forward(x), x.clone(), &JacobianConfig::default())?;
-        let analytic = model.valid().input_jacobian(x.inner());
+        let config = JacobianConfig::default();
+        let autodiff = per_sample(|x| model.forward(x), x.clone(), &config)?;
+        let autodiff_full = full(|x| model.forward(x), x.clone(), &config, u128::MAX)?;
+        let analytic = model.valid().input_jacobian(x.clone().inner());
+        let analytic_full = model.valid().input_jacobian_full(x.inner());
         assert_eq!(analytic.dims(), [5, 10, 1, 32, 32]);
-        Ok((
-            analytic.into_data().to_vec::<f32>().unwrap(),
-            autodiff.values,
-        ))
+        assert_eq!(analytic_full.dims(), [5, 10, 5, 1, 32, 32]);
+        Ok([
+            (
+                analytic.into_data().to_vec::<f32>().unwrap(),
+                autodiff.values,
+            ),
+            (
+                analytic_full.into_data().to_vec::<f32>().unwrap(),
+                autodiff_full.values,
+            ),
+        ])
     }
 }
 
 #[test]
 fn analytic_path_equals_the_autodiff_engine() {
     for backend in backends() {
-        let (analytic, autodiff) = run_on(backend, &AnalyticAndAutodiff).unwrap();
-        let error = relative_error(&analytic, &autodiff);
-        eprintln!("{backend}: analytic vs autodiff {error:e} x max |J|");
-        assert!(error <= 1e-5, "{backend}: {error:e} x max |J|");
+        let [(ps, ps_autodiff), (fl, fl_autodiff)] = run_on(backend, &AnalyticAndAutodiff).unwrap();
+        for (layout, analytic, autodiff) in
+            [("per-sample", ps, ps_autodiff), ("full", fl, fl_autodiff)]
+        {
+            let error = relative_error(&analytic, &autodiff);
+            eprintln!("{backend} {layout}: analytic vs autodiff {error:e} x max |J|");
+            assert!(error <= 1e-5, "{backend} {layout}: {error:e} x max |J|");
+        }
     }
 }
