@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use burn::backend::wgpu::graphics::{AutoGraphicsApi, GraphicsApi};
 use burn::backend::{ndarray::NdArrayDevice, wgpu::WgpuDevice, Autodiff, Flex, NdArray, Wgpu};
 use burn::tensor::backend::AutodiffBackend;
 use clap::ValueEnum;
@@ -51,8 +52,11 @@ pub trait BackendJob {
 /// and no software Vulkan driver), checked before burn-wgpu starts because burn-wgpu panics
 /// without an adapter.
 pub fn wgpu_adapter() -> Result<String> {
+    // burn-wgpu runs on one graphics API (Vulkan on Linux): an adapter of another (OpenGL)
+    // would not do.
     let instance = wgpu::Instance::default();
-    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    let backends = wgpu::Backends::from(AutoGraphicsApi::backend());
+    let adapters = pollster::block_on(instance.enumerate_adapters(backends));
     adapters
         .first()
         .map(|adapter| {
