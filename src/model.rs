@@ -49,7 +49,11 @@ impl Batch {
         let fail = |what: String| AppError::Input(format!("{}: {what}", source.display()));
         match shape {
             [n, rest @ ..] if rest == SAMPLE_DIMS && *n > 0 => {}
-            [0, rest @ ..] if rest == SAMPLE_DIMS => return Err(fail("the batch is empty".into())),
+            [0, rest @ ..] if rest == SAMPLE_DIMS => {
+                return Err(fail(format!(
+                    "shape {shape:?} is an empty batch, expected [N, 1, 32, 32] with N >= 1"
+                )))
+            }
             _ => {
                 let hint = match shape {
                     [.., 28, 28] => {
@@ -61,6 +65,13 @@ impl Batch {
                     "shape {shape:?}, expected [N, 1, 32, 32]{hint}"
                 )));
             }
+        }
+        if values.len() != shape[0] * SAMPLE_LEN {
+            return Err(fail(format!(
+                "{} values for shape {shape:?}, expected {}",
+                values.len(),
+                shape[0] * SAMPLE_LEN
+            )));
         }
         let batch = Batch {
             len: shape[0],

@@ -2,13 +2,13 @@
 //! file or destroying an existing one.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use npyz::{NpyFile, Order, WriterBuilder};
+use npyz::{NpyFile, NpyHeader, Order, WriterBuilder};
 use tempfile::NamedTempFile;
 
-use crate::error::{AppError, Result};
+use crate::error::{catch_panic, AppError, Result};
 
 /// A float32 array read from a `.npy` file, C order.
 #[derive(Debug)]
@@ -22,43 +22,207 @@ pub struct Array {
 }
 
 /// Reads a float32 (or float64, converted) C-order array.
+///
+/// Everything the header announces is checked before the data is read: the order, the dtype,
+/// and that the file holds all the bytes the shape needs (a corrupt header can announce more
+/// data than any memory holds).
 pub fn read(path: &Path) -> Result<Array> {
     let fail = |what: String| AppError::Input(format!("{}: {what}", path.display()));
     let file = File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => fail("no such file".into()),
+        std::io::ErrorKind::NotFound => fail("no such file, expected a .npy file".into()),
         _ => fail(format!("cannot open: {e}")),
     })?;
-    let npy =
-        NpyFile::new(BufReader::new(file)).map_err(|e| fail(format!("not a .npy file ({e})")))?;
-    if npy.order() == Order::Fortran {
+    let metadata = file
+        .metadata()
+        .map_err(|e| fail(format!("cannot open: {e}")))?;
+    if metadata.is_dir() {
+        return Err(fail("is a directory, expected a .npy file".into()));
+    }
+    if metadata.len() == 0 {
+        return Err(fail("the file is empty, expected a .npy file".into()));
+    }
+    let mut file = file;
+    check_header_size(&mut file, metadata.len()).map_err(fail)?;
+    let mut reader = Counting {
+        inner: BufReader::new(file),
+        count: 0,
+    };
+    // npyz multiplies the header's dimensions unchecked: an absurd shape panics there.
+    let header = catch_panic(|| NpyHeader::from_reader(&mut reader))
+        .map_err(|_| fail("not a .npy file (its header announces an impossible shape)".into()))?
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                fail("not a .npy file, or its header is truncated".into())
+            }
+            _ => {
+                let e = e.to_string();
+                if e.starts_with("could not parse utf-8") {
+                    fail("not a .npy file (its header is not text)".into())
+                } else if e.starts_with("could not parse Python expression") {
+                    fail("not a .npy file (its header is not the Python dict numpy writes)".into())
+                } else {
+                    fail(format!(
+                        "not a .npy file ({})",
+                        e.lines().next().unwrap_or("")
+                    ))
+                }
+            }
+        })?;
+    if header.order() == Order::Fortran {
         return Err(fail(
             "Fortran-order array; save it in C order (numpy.ascontiguousarray) and retry".into(),
         ));
     }
-    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
-    let descr = npy.dtype().descr();
-    let (values, converted_from_f64) = match descr
+    let shape = header
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d).ok())
+        .collect::<Option<Vec<usize>>>();
+    let descr = header.dtype().descr();
+    let code = descr
         .trim_matches('\'')
         .trim_start_matches(['<', '>', '=', '|'])
-    {
-        "f4" => (npy.into_vec::<f32>(), false),
-        "f8" => (
-            npy.into_vec::<f64>()
-                .map(|v| v.into_iter().map(|x| x as f32).collect()),
-            true,
-        ),
+        .to_string();
+    let (item_size, converted_from_f64): (usize, bool) = match code.as_str() {
+        "f4" => (4, false),
+        "f8" => (8, true),
         _ => {
             return Err(fail(format!(
-                "dtype {descr} is not supported, expected float32 ('<f4') or float64"
+                "dtype {} is not supported, expected float32 ('<f4'; float64 is converted)",
+                dtype_name(&descr, &code)
             )))
         }
     };
-    let values = values.map_err(|e| fail(format!("truncated or corrupt data ({e})")))?;
+    let needed = shape.as_ref().and_then(|shape| {
+        shape
+            .iter()
+            .try_fold(item_size, |bytes, &d| bytes.checked_mul(d))
+    });
+    let (Some(shape), Some(needed)) = (shape, needed) else {
+        return Err(fail(format!(
+            "the header announces shape {:?}, more data than memory can hold",
+            header.shape()
+        )));
+    };
+    let held = metadata.len().saturating_sub(reader.count);
+    if (needed as u64) > held {
+        return Err(fail(format!(
+            "truncated: shape {shape:?} of {} needs {needed} bytes of data, the file holds {held}",
+            if converted_from_f64 {
+                "float64"
+            } else {
+                "float32"
+            },
+        )));
+    }
+    let npy = NpyFile::with_header(header, reader);
+    let values = if converted_from_f64 {
+        npy.into_vec::<f64>()
+            .map(|v| v.into_iter().map(|x| x as f32).collect())
+    } else {
+        npy.into_vec::<f32>()
+    };
+    let values = values.map_err(|e| fail(format!("corrupt data ({e})")))?;
     Ok(Array {
         shape,
         values,
         converted_from_f64,
     })
+}
+
+/// Checks the header length the file announces before npyz reads (and allocates) it, and
+/// that the header is plain enough for npyz's recursive parser.
+fn check_header_size(file: &mut File, file_len: u64) -> std::result::Result<(), String> {
+    const MAGIC: &[u8] = b"\x93NUMPY";
+    let mut start = [0u8; 12];
+    let mut got = 0;
+    while got < start.len() {
+        match file.read(&mut start[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("cannot read: {e}")),
+        }
+    }
+    let start = &start[..got];
+    if !start.starts_with(MAGIC) {
+        return Err("not a .npy file (it does not start with the .npy magic \\x93NUMPY)".into());
+    }
+    let (text_start, text_len) = match start.get(6..) {
+        Some([1, _, a, b, ..]) => (10, u16::from_le_bytes([*a, *b]) as u64),
+        Some([2 | 3, _, a, b, c, d, ..]) => (12, u32::from_le_bytes([*a, *b, *c, *d]) as u64),
+        Some([major, minor, ..]) if ![1, 2, 3].contains(major) => {
+            return Err(format!(
+                "not a .npy file (format version {major}.{minor}, expected 1.0, 2.0 or 3.0)"
+            ))
+        }
+        _ => return Err("not a .npy file, or its header is truncated".into()),
+    };
+    if text_start + text_len > file_len {
+        return Err(format!(
+            "not a .npy file, or its header is truncated (it announces a {text_len}-byte header, \
+             the file holds {file_len} bytes)"
+        ));
+    }
+    // numpy writes headers of a few hundred bytes (numpy.load refuses more than 10000 by
+    // default); nesting in a long one could exhaust the stack of npyz's parser.
+    if text_len > 1 << 16 {
+        return Err(format!(
+            "not a .npy file of numbers (a {text_len}-byte header, expected at most 65536)"
+        ));
+    }
+    let mut text = vec![0u8; text_len as usize];
+    file.seek(SeekFrom::Start(text_start))
+        .and_then(|_| file.read_exact(&mut text))
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let mut depth = 0usize;
+    for byte in &text {
+        match byte {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        if depth > 16 {
+            return Err("not a .npy file of numbers (its header nests too deep)".into());
+        }
+    }
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| format!("cannot read: {e}"))?;
+    Ok(())
+}
+
+/// A numpy dtype for the user: `int32 ('<i4')`.
+fn dtype_name(descr: &str, code: &str) -> String {
+    let (kind, size) = code.split_at(code.len().min(1));
+    let bits = size.parse::<usize>().ok().map(|bytes| bytes * 8);
+    let name = match (kind, bits) {
+        ("b", _) => Some("bool".to_string()),
+        ("f", Some(bits)) => Some(format!("float{bits}")),
+        ("i", Some(bits)) => Some(format!("int{bits}")),
+        ("u", Some(bits)) => Some(format!("uint{bits}")),
+        ("c", Some(bits)) => Some(format!("complex{bits}")),
+        ("U" | "S", _) => Some("string".to_string()),
+        ("O", _) => Some("object".to_string()),
+        _ => None,
+    };
+    match name {
+        Some(name) => format!("{name} ({descr})"),
+        None => descr.to_string(),
+    }
+}
+
+/// A reader that counts the bytes read through it (the length of the `.npy` header).
+struct Counting<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
 }
 
 /// A file written in full or not at all: the bytes go to a hidden temporary file in the
@@ -79,8 +243,13 @@ impl AtomicFile {
             _ => Path::new("."),
         };
         if !dir.is_dir() {
+            let problem = if dir.exists() {
+                "is not a directory"
+            } else {
+                "does not exist"
+            };
             return Err(fail(format!(
-                "cannot write: directory {} does not exist",
+                "cannot write: {} {problem}, expected an existing directory",
                 dir.display()
             )));
         }
@@ -95,7 +264,12 @@ impl AtomicFile {
             .prefix(&format!(".{name}."))
             .suffix(".partial")
             .tempfile_in(dir)
-            .map_err(|e| fail(format!("cannot write in {}: {e}", dir.display())))?;
+            .map_err(|e| {
+                // tempfile names its random file name: the user never chose it.
+                let e = e.to_string();
+                let e = e.split(" at path ").next().unwrap_or(&e);
+                fail(format!("cannot write in directory {}: {e}", dir.display()))
+            })?;
         Ok(AtomicFile {
             temp,
             target: target.to_path_buf(),
