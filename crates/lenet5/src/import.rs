@@ -13,10 +13,15 @@
 //! so keys `feature_extractor.{0,3}.{weight,bias}` and `classifier.{0,2,4}.{weight,bias}`.
 //! The number of classes is read from `classifier.4.weight`.
 
+use std::cell::Cell;
 use std::fmt;
+use std::mem::ManuallyDrop;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 
 use burn::tensor::backend::Backend;
+use burn::tensor::DType;
 use burn_store::{
     ApplyError, ApplyResult, BurnpackStore, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
     PytorchStore, SafetensorsStore,
@@ -148,21 +153,50 @@ impl Store {
         }
     }
 
-    /// The shape of a tensor, by its LeNet5 path, as stored in the file.
-    fn shape(&mut self, key: &str) -> Result<Option<Vec<usize>>, String> {
-        fn shape_of<S: ModuleStore>(store: &mut S, key: &str) -> Result<Option<Vec<usize>>, String>
+    /// Every tensor of the file, by its LeNet5 path: dtype and shape as stored in the file.
+    /// Reads the file's index, not (for PyTorch and SafeTensors) the tensors' data.
+    fn tensors(&mut self) -> Result<Vec<(String, DType, Vec<usize>)>, String> {
+        fn tensors_of<S: ModuleStore>(
+            store: &mut S,
+        ) -> Result<Vec<(String, DType, Vec<usize>)>, String>
         where
             S::Error: fmt::Display,
         {
             store
-                .get_snapshot(key)
-                .map(|snapshot| snapshot.map(|s| s.shape.to_vec()))
+                .get_all_snapshots()
+                .map(|snapshots| {
+                    snapshots
+                        .iter()
+                        .map(|(key, s)| (key.clone(), s.dtype, s.shape.to_vec()))
+                        .collect()
+                })
                 .map_err(|e| e.to_string())
         }
         match self {
-            Self::PyTorch(s) => shape_of(s, key),
-            Self::SafeTensors(s) => shape_of(s.as_mut(), key),
-            Self::Burnpack(s) => shape_of(s.as_mut(), key),
+            Self::PyTorch(s) => tensors_of(s),
+            Self::SafeTensors(s) => tensors_of(s.as_mut()),
+            Self::Burnpack(s) => tensors_of(s.as_mut()),
+        }
+    }
+
+    /// Reads the data of the tensor at a LeNet5 path: its length in bytes.
+    fn data_len(&mut self, key: &str) -> Result<usize, String> {
+        fn data_len_of<S: ModuleStore>(store: &mut S, key: &str) -> Result<usize, String>
+        where
+            S::Error: fmt::Display,
+        {
+            match store.get_snapshot(key).map_err(|e| e.to_string())? {
+                Some(snapshot) => snapshot
+                    .to_data()
+                    .map(|data| data.bytes.len())
+                    .map_err(|e| e.to_string()),
+                None => Err("no such tensor".into()),
+            }
+        }
+        match self {
+            Self::PyTorch(s) => data_len_of(s, key),
+            Self::SafeTensors(s) => data_len_of(s.as_mut(), key),
+            Self::Burnpack(s) => data_len_of(s.as_mut(), key),
         }
     }
 
@@ -179,50 +213,209 @@ fn prefix_pattern(prefix: &str) -> String {
     format!("^{}\\.", prefix.replace('.', "\\."))
 }
 
+/// The LeNet5 parameter paths (Burn's names) and their shapes as Burn holds them.
+fn expected_tensors(num_classes: usize) -> [(&'static str, Vec<usize>); 10] {
+    [
+        ("conv1.weight", vec![6, 1, 5, 5]),
+        ("conv1.bias", vec![6]),
+        ("conv2.weight", vec![16, 6, 5, 5]),
+        ("conv2.bias", vec![16]),
+        ("fc1.weight", vec![400, 120]),
+        ("fc1.bias", vec![120]),
+        ("fc2.weight", vec![120, 84]),
+        ("fc2.bias", vec![84]),
+        ("fc3.weight", vec![84, num_classes]),
+        ("fc3.bias", vec![num_classes]),
+    ]
+}
+
 /// Loads LeNet-5 weights from `path`, its format told by the extension ([`WeightsFormat`]).
 ///
 /// The number of classes is read from the last layer. Every tensor of the model must be in the
-/// file with its shape, and the file must hold nothing else: otherwise the error names the
-/// missing and unexpected keys and the shape mismatches, in the file's own key names.
+/// file with its shape and as float32, and the file must hold nothing else: otherwise the
+/// error names the missing and unexpected keys, the shape and dtype mismatches, in the file's
+/// own key names. A corrupt file is an error, never a panic: the file is checked before it is
+/// applied to the model, and a reader that panics anyway is caught.
 pub fn load<B: Backend>(path: &Path, device: &B::Device) -> Result<LeNet5<B>, ImportError> {
     let format = WeightsFormat::from_path(path)?;
     let read_error = |message: String| ImportError::Read {
         path: path.to_path_buf(),
         format,
-        message,
+        // burn-store's messages end in a period, some of them twice.
+        message: message.replace(".. ", ". "),
     };
-    if !path.is_file() {
-        return Err(read_error("no such file".into()));
+    let mismatch = |details: String| ImportError::Mismatch {
+        path: path.to_path_buf(),
+        details,
+    };
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(read_error("no such file".into()))
+        }
+        Err(e) => return Err(read_error(e.to_string())),
+        Ok(m) if m.is_dir() => return Err(read_error("is a directory, expected a file".into())),
+        Ok(m) if m.len() == 0 => return Err(read_error("the file is empty".into())),
+        Ok(_) => {}
     }
     let mut store = Store::open(path, format);
-    let last = store.shape("fc3.weight").map_err(read_error)?;
-    let num_classes = match (format, last.as_deref()) {
+    let tensors = catch_panic(|| store.tensors())
+        .map_err(|panic| read_error(format!("the file is corrupt ({panic})")))?
+        .map_err(|message| {
+            // torch.save writes a zip archive; burn-store reads one it cannot open as the
+            // legacy pickle format, and names the pickle opcode 'P' of the zip's "PK".
+            if format == WeightsFormat::PyTorch && starts_with_zip_magic(path) {
+                if message.contains("Invalid pickle opcode: 0x50") {
+                    read_error(
+                        "truncated or corrupt: it starts as a zip archive (torch.save's format) \
+                         but cannot be opened as one"
+                            .into(),
+                    )
+                } else {
+                    read_error(format!(
+                        "a corrupt zip archive (torch.save's format): {message}"
+                    ))
+                }
+            } else {
+                read_error(message)
+            }
+        })?;
+
+    let last = tensors
+        .iter()
+        .find(|(key, _, _)| key == "fc3.weight")
+        .map(|(_, _, shape)| shape.as_slice());
+    let num_classes = match (format, last) {
         // PyTorch layout [out, in]; burnpack holds Burn's [in, out].
-        (WeightsFormat::PyTorch | WeightsFormat::SafeTensors, Some([classes, _])) => *classes,
-        (WeightsFormat::Burnpack, Some([_, classes])) => *classes,
+        (WeightsFormat::PyTorch | WeightsFormat::SafeTensors, Some(&[classes, _])) => classes,
+        (WeightsFormat::Burnpack, Some(&[_, classes])) => classes,
         (_, Some(shape)) => {
-            return Err(ImportError::Mismatch {
-                path: path.to_path_buf(),
-                details: format!(
-                    "{} has shape {shape:?}, expected a matrix",
-                    file_key("fc3.weight", format)
-                ),
-            })
+            return Err(mismatch(format!(
+                "{} has shape {shape:?}, expected a matrix [classes, 84]",
+                file_key("fc3.weight", format)
+            )))
         }
         // Keep going with the default: the mismatch report names the missing key.
         (_, None) => LeNet5Config::new().num_classes,
     };
-    let mut model = LeNet5Config::new()
-        .with_num_classes(num_classes)
-        .init::<B>(device);
-    let result = store.apply(&mut model).map_err(read_error)?;
+    if num_classes == 0 {
+        return Err(mismatch(format!(
+            "{} has no rows, expected one per class",
+            file_key("fc3.weight", format)
+        )));
+    }
+
+    // Before the model sees them: every tensor it takes is float32 with its data all there
+    // (burn-store hands other dtypes on as they are, and the model would fail on them later).
+    let mut problems = Vec::new();
+    for (key, burn_shape) in expected_tensors(num_classes) {
+        let Some((_, dtype, shape)) = tensors.iter().find(|(k, _, _)| k == key) else {
+            continue; // reported as missing below
+        };
+        if *dtype != DType::F32 {
+            problems.push(format!(
+                "{} is {}, expected float32",
+                file_key(key, format),
+                dtype_name(*dtype)
+            ));
+            continue;
+        }
+        if *shape != file_shape(key, &burn_shape, format) {
+            continue; // reported as a shape mismatch below
+        }
+        let expected_bytes = shape.iter().product::<usize>() * 4;
+        match catch_panic(|| store.data_len(key)) {
+            Ok(Ok(len)) if len == expected_bytes => {}
+            Ok(Ok(len)) => problems.push(format!(
+                "{} holds {len} bytes of data, its shape {:?} needs {expected_bytes}",
+                file_key(key, format),
+                file_shape(key, shape, format)
+            )),
+            Ok(Err(e)) | Err(e) => problems.push(format!(
+                "cannot read the data of {}: {e}",
+                file_key(key, format)
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(mismatch(problems.join("; ")));
+    }
+
+    // `load_from` moves the model out and back in place (burn-store's `apply`): if it panicked
+    // half-way, dropping the model here would free its tensors twice. Never drop it then.
+    let mut model = ManuallyDrop::new(
+        LeNet5Config::new()
+            .with_num_classes(num_classes)
+            .init::<B>(device),
+    );
+    let result = match catch_panic(|| store.apply(&mut model)) {
+        // The model is left as it is: leaked, not freed twice.
+        Err(panic) => return Err(read_error(format!("the file is corrupt ({panic})"))),
+        Ok(result) => result,
+    };
+    let model = ManuallyDrop::into_inner(model);
+    let result = result.map_err(read_error)?;
     match mismatch_details(&result, format) {
         None => Ok(model),
-        Some(details) => Err(ImportError::Mismatch {
-            path: path.to_path_buf(),
-            details,
-        }),
+        Some(details) => Err(mismatch(details)),
     }
+}
+
+/// Whether the file starts like a zip archive (`PK\x03\x04`).
+fn starts_with_zip_magic(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path)
+        .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut magic))
+        .is_ok_and(|()| magic == *b"PK\x03\x04")
+}
+
+/// A dtype as PyTorch and numpy name it.
+fn dtype_name(dtype: DType) -> String {
+    match dtype {
+        DType::F64 => "float64".into(),
+        DType::F32 => "float32".into(),
+        DType::F16 => "float16".into(),
+        DType::BF16 => "bfloat16".into(),
+        DType::I64 => "int64".into(),
+        DType::I32 => "int32".into(),
+        DType::I16 => "int16".into(),
+        DType::I8 => "int8".into(),
+        DType::U64 => "uint64".into(),
+        DType::U32 => "uint32".into(),
+        DType::U16 => "uint16".into(),
+        DType::U8 => "uint8".into(),
+        DType::Bool(_) => "bool".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+thread_local! {
+    /// Set while [`catch_panic`] runs on this thread: its panics print nothing.
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f`, turning a panic into `Err` with its message on one line, printing nothing for it.
+/// Readers of untrusted files may panic on some inputs; panics of other threads print as usual.
+fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    let was_quiet = QUIET.with(|q| q.replace(true));
+    let result = panic::catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was_quiet));
+    result.map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown cause".into());
+        message.split_whitespace().collect::<Vec<_>>().join(" ")
+    })
 }
 
 /// Loads a model from burnpack bytes made by [`to_burnpack_bytes`] (moves a model across
@@ -300,7 +493,12 @@ fn mismatch_details(result: &ApplyResult, format: WeightsFormat) -> Option<Strin
         parts.push(format!("missing keys: {}", keys.join(", ")));
     }
     if !result.unused.is_empty() {
-        parts.push(format!("unexpected keys: {}", result.unused.join(", ")));
+        let keys: Vec<String> = result
+            .unused
+            .iter()
+            .map(|path| file_key(path, format))
+            .collect();
+        parts.push(format!("unexpected keys: {}", keys.join(", ")));
     }
     for error in &result.errors {
         parts.push(match error {
@@ -314,7 +512,20 @@ fn mismatch_details(result: &ApplyResult, format: WeightsFormat) -> Option<Strin
                 file_shape(path, found.as_slice(), format),
                 file_shape(path, expected.as_slice(), format),
             ),
-            other => other.to_string(),
+            ApplyError::DTypeMismatch {
+                path,
+                expected,
+                found,
+            } => format!(
+                "{} is {}, expected {}",
+                file_key(path, format),
+                dtype_name(*found),
+                dtype_name(*expected)
+            ),
+            ApplyError::AdapterError { path, message }
+            | ApplyError::LoadError { path, message } => {
+                format!("cannot read {}: {message}", file_key(path, format))
+            }
         });
     }
     (!parts.is_empty()).then(|| parts.join("; "))
