@@ -1,0 +1,1122 @@
+//! Bad input gets a clear error, and nothing is lost.
+//!
+//! Every case runs the application as a user does and checks: the exit code of the kind of
+//! error (2 usage, 3 input, 4 weights, 5 runtime), one line on stderr that names the problem
+//! and what was expected, no panic, no output file (neither a new one nor a clobbered old one)
+//! and no hidden `.NAME.*.partial` temporary file left in the output directory.
+
+mod common;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use burn::backend::{ndarray::NdArrayDevice, NdArray};
+use lenet5::LeNet5Config;
+use rand::{rngs::StdRng, Rng, RngCore, SeedableRng};
+use tempfile::TempDir;
+
+use common::read_npy;
+
+/// Exit codes, as documented in src/error.rs.
+const USAGE: i32 = 2;
+const INPUT: i32 = 3;
+const WEIGHTS: i32 = 4;
+const RUNTIME: i32 = 5;
+
+/// Longest a run may take: these runs fail before any real work.
+const TIMEOUT: Duration = Duration::from_secs(180);
+
+// ---------------------------------------------------------------------------------------------
+// Running the application
+
+/// What a run left behind.
+struct Ran {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+    elapsed: Duration,
+}
+
+impl Ran {
+    /// The exit code; panics on a signal (an abort is never a clean error).
+    fn code(&self) -> i32 {
+        self.status.code().unwrap_or_else(|| {
+            panic!(
+                "killed by a signal ({:?}); stderr:\n{}",
+                self.status, self.stderr
+            )
+        })
+    }
+
+    /// The stderr lines that matter: not Mesa's harmless XDG_RUNTIME_DIR complaints.
+    fn stderr_lines(&self) -> Vec<&str> {
+        self.stderr
+            .lines()
+            .filter(|l| !l.contains("XDG_RUNTIME_DIR"))
+            .collect()
+    }
+}
+
+/// Runs the application in `dir` with `args` and extra environment `envs`, stdout and stderr
+/// to files (no pipe to fill), killed after [`TIMEOUT`].
+fn run_in<S: AsRef<OsStr>>(dir: &Path, args: &[S], envs: &[(&str, &str)]) -> Ran {
+    let logs = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (logs.path().join("stdout"), logs.path().join("stderr"));
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lenet-jacobian"))
+        .args(args)
+        .envs(envs.iter().copied())
+        // Panics are recognised by "panicked", not by a backtrace.
+        .env_remove("RUST_BACKTRACE")
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("the binary runs");
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > TIMEOUT {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!(
+                "lenet-jacobian {:?} still running after {TIMEOUT:?}",
+                args.iter().map(|a| a.as_ref()).collect::<Vec<_>>()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Ran {
+        status,
+        stdout: fs::read_to_string(&out_path).unwrap(),
+        stderr: fs::read_to_string(&err_path).unwrap(),
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Asserts the run failed with `code` and said so in one line, `error: ...`, that holds every
+/// `needle`; returns the line.
+fn assert_error(ran: &Ran, code: i32, needles: &[&str]) -> String {
+    assert!(
+        !ran.stderr.contains("panicked"),
+        "a panic, not an error:\n{}",
+        ran.stderr
+    );
+    assert_eq!(ran.code(), code, "exit code; stderr:\n{}", ran.stderr);
+    let lines = ran.stderr_lines();
+    assert_eq!(
+        lines.len(),
+        1,
+        "expected one line on stderr, got:\n{}",
+        ran.stderr
+    );
+    let line = lines[0];
+    assert!(line.starts_with("error: "), "{line}");
+    assert!(line.len() > "error: ".len() + 10, "{line}");
+    for needle in needles {
+        assert!(line.contains(needle), "{needle:?} is not in {line:?}");
+    }
+    line.to_string()
+}
+
+/// Asserts `dir` holds no temporary output file.
+fn assert_no_partial(dir: &Path) {
+    let partial: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".partial"))
+        .collect();
+    assert!(
+        partial.is_empty(),
+        "temporary files left in {}: {partial:?}",
+        dir.display()
+    );
+}
+
+/// Runs `args` (paths relative to `dir`) twice with `--output`: once to a new file, which
+/// must not appear, once over an existing file, which must be left byte-identical. Both runs
+/// must fail with `code` and a one-line error holding every `needle`; returns the first.
+fn fails_and_writes_nothing(
+    dir: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    code: i32,
+    needles: &[&str],
+) -> String {
+    let out_dir = dir.join("out");
+    fs::create_dir_all(&out_dir).unwrap();
+    let output = out_dir.join("jacobian.npy");
+    let output_arg = output.to_str().unwrap();
+
+    let mut with_output = args.to_vec();
+    with_output.extend(["--output", output_arg]);
+    let ran = run_in(dir, &with_output, envs);
+    let line = assert_error(&ran, code, needles);
+    assert!(!output.exists(), "a failed run wrote {}", output.display());
+    assert_no_partial(&out_dir);
+
+    let old: Vec<u8> = b"an older result, to be kept".to_vec();
+    fs::write(&output, &old).unwrap();
+    let ran = run_in(dir, &with_output, envs);
+    assert_error(&ran, code, needles);
+    assert_eq!(
+        fs::read(&output).unwrap(),
+        old,
+        "a failed run changed the existing {}",
+        output.display()
+    );
+    assert_no_partial(&out_dir);
+    line
+}
+
+fn temp_dir() -> TempDir {
+    tempfile::tempdir().expect("a temporary directory")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files made here
+
+/// A version 1.0 `.npy` file: header for `descr`, `shape` and order, then `data` as given
+/// (so it may be short, or of another dtype than announced).
+fn npy_bytes(descr: &str, shape: &[u64], fortran: bool, data: &[u8]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let order = if fortran { "True" } else { "False" };
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}");
+    // numpy pads the header with spaces to align the data on 64 bytes.
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - unpadded % 64) % 64));
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(data);
+    bytes
+}
+
+/// A float32 `.npy` file of `shape`, values in [0, 1).
+fn npy_f32(shape: &[u64], seed: u64) -> Vec<u8> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let len: u64 = shape.iter().product();
+    let data: Vec<u8> = (0..len)
+        .flat_map(|_| rng.random::<f32>().to_le_bytes())
+        .collect();
+    npy_bytes("<f4", shape, false, &data)
+}
+
+/// `shape` zeros of `size`-byte items.
+fn zeros(shape: &[u64], size: usize) -> Vec<u8> {
+    vec![0; shape.iter().product::<u64>() as usize * size]
+}
+
+/// A tensor for [`safetensors`]: key, SafeTensors dtype, shape.
+type Tensor = (String, &'static str, Vec<usize>);
+
+/// The tensors of LeNet5's PyTorch state_dict (10 classes), float32.
+fn lenet_state_dict() -> Vec<Tensor> {
+    [
+        ("feature_extractor.0.weight", vec![6, 1, 5, 5]),
+        ("feature_extractor.0.bias", vec![6]),
+        ("feature_extractor.3.weight", vec![16, 6, 5, 5]),
+        ("feature_extractor.3.bias", vec![16]),
+        ("classifier.0.weight", vec![120, 400]),
+        ("classifier.0.bias", vec![120]),
+        ("classifier.2.weight", vec![84, 120]),
+        ("classifier.2.bias", vec![84]),
+        ("classifier.4.weight", vec![10, 84]),
+        ("classifier.4.bias", vec![10]),
+    ]
+    .into_iter()
+    .map(|(key, shape)| (key.to_string(), "F32", shape))
+    .collect()
+}
+
+/// A SafeTensors file: an 8-byte little-endian header length, the JSON header, then the
+/// tensors' little-endian bytes (small values, all 0.01 in their dtype).
+fn safetensors(tensors: &[Tensor]) -> Vec<u8> {
+    let mut header = serde_json::Map::new();
+    let mut data: Vec<u8> = Vec::new();
+    for (key, dtype, shape) in tensors {
+        let count: usize = shape.iter().product();
+        let value: Vec<u8> = match *dtype {
+            "F32" => 0.01f32.to_le_bytes().to_vec(),
+            "F64" => 0.01f64.to_le_bytes().to_vec(),
+            "F16" => vec![0x1f, 0x21], // 0.01 in float16
+            "I64" => 1i64.to_le_bytes().to_vec(),
+            other => panic!("no test data for dtype {other}"),
+        };
+        let start = data.len();
+        for _ in 0..count {
+            data.extend(&value);
+        }
+        header.insert(
+            key.clone(),
+            serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [start, data.len()]}),
+        );
+    }
+    let mut json = serde_json::Value::Object(header).to_string();
+    while !json.len().is_multiple_of(8) {
+        json.push(' ');
+    }
+    let mut bytes = (json.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(json.as_bytes());
+    bytes.extend(data);
+    bytes
+}
+
+/// LeNet5's state_dict changed by `change`, as a SafeTensors file.
+fn lenet_safetensors(change: impl FnOnce(&mut Vec<Tensor>)) -> Vec<u8> {
+    let mut tensors = lenet_state_dict();
+    change(&mut tensors);
+    safetensors(&tensors)
+}
+
+/// A valid burnpack record of a seeded LeNet5 (10 classes).
+fn lenet_burnpack() -> Vec<u8> {
+    let model = LeNet5Config::new().init::<NdArray>(&NdArrayDevice::Cpu);
+    lenet5::import::to_burnpack_bytes(&model).unwrap()
+}
+
+/// Writes `bytes` to `dir/name`, returns `name` (runs start in `dir`).
+fn put<'a>(dir: &Path, name: &'a str, bytes: &[u8]) -> &'a str {
+    fs::write(dir.join(name), bytes).unwrap();
+    name
+}
+
+/// A failing run with `--input FILE` (the bytes given) and nothing written.
+fn bad_input(bytes: &[u8], code: i32, needles: &[&str]) -> String {
+    let dir = temp_dir();
+    let input = put(dir.path(), "input.npy", bytes);
+    fails_and_writes_nothing(
+        dir.path(),
+        &["--backend", "flex", "--input", input],
+        &[],
+        code,
+        &[&[input][..], needles].concat(),
+    )
+}
+
+/// A failing run with `--weights NAME` (the bytes given) and nothing written.
+fn bad_weights(name: &str, bytes: &[u8], needles: &[&str]) -> String {
+    let dir = temp_dir();
+    let weights = put(dir.path(), name, bytes);
+    fails_and_writes_nothing(
+        dir.path(),
+        &["--backend", "flex", "--batch", "2", "--weights", weights],
+        &[],
+        WEIGHTS,
+        &[&[weights][..], needles].concat(),
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// --input
+
+#[test]
+fn input_of_rank_3_names_the_shape_and_the_expected_one() {
+    bad_input(
+        &npy_f32(&[1, 32, 32], 0),
+        INPUT,
+        &["shape [1, 32, 32]", "expected [N, 1, 32, 32]"],
+    );
+}
+
+#[test]
+fn input_of_28_by_28_digits_names_the_shape_and_the_expected_one() {
+    bad_input(
+        &npy_f32(&[2, 1, 28, 28], 0),
+        INPUT,
+        &["shape [2, 1, 28, 28]", "expected [N, 1, 32, 32]"],
+    );
+}
+
+#[test]
+fn input_of_3_channels_names_the_shape_and_the_expected_one() {
+    bad_input(
+        &npy_f32(&[2, 3, 32, 32], 0),
+        INPUT,
+        &["shape [2, 3, 32, 32]", "expected [N, 1, 32, 32]"],
+    );
+}
+
+#[test]
+fn input_of_an_empty_batch_is_refused() {
+    bad_input(
+        &npy_f32(&[0, 1, 32, 32], 0),
+        INPUT,
+        &["[0, 1, 32, 32]", "empty batch", "N >= 1"],
+    );
+}
+
+#[test]
+fn input_of_int32_float16_or_bool_names_the_dtype_and_float32() {
+    let shape = [2, 1, 32, 32];
+    for (descr, size, name) in [
+        ("<i4", 4, "int32"),
+        ("<f2", 2, "float16"),
+        ("|b1", 1, "bool"),
+        ("<i8", 8, "int64"),
+        ("<c8", 8, "complex64"),
+    ] {
+        bad_input(
+            &npy_bytes(descr, &shape, false, &zeros(&shape, size)),
+            INPUT,
+            &[&format!("dtype {name} ('{descr}')"), "expected float32"],
+        );
+    }
+}
+
+#[test]
+fn input_of_float64_is_converted_with_a_note() {
+    let dir = temp_dir();
+    let values: Vec<u8> = (0..2 * 1024)
+        .flat_map(|i| (i as f64 / 2048.0).to_le_bytes())
+        .collect();
+    let input = put(
+        dir.path(),
+        "input.npy",
+        &npy_bytes("<f8", &[2, 1, 32, 32], false, &values),
+    );
+    let ran = run_in(
+        dir.path(),
+        &["--backend", "flex", "--input", input, "--output", "j.npy"],
+        &[],
+    );
+    assert_eq!(ran.code(), 0, "{}", ran.stderr);
+    assert_eq!(
+        ran.stderr_lines(),
+        ["note: input.npy: float64 values converted to float32"]
+    );
+    let (shape, _) = read_npy(&dir.path().join("j.npy"));
+    assert_eq!(shape, [2, 10, 2, 1, 32, 32]);
+    assert_no_partial(dir.path());
+}
+
+#[test]
+fn input_with_nan_or_inf_names_how_many_and_the_first() {
+    let shape = [2, 1, 32, 32];
+    let mut values = vec![0.5f32; 2 * 1024];
+    values[1024 + 3 * 32 + 4] = f32::NAN; // [1, 0, 3, 4]
+    values[1024 + 5 * 32 + 5] = f32::INFINITY;
+    values[2047] = f32::NEG_INFINITY;
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    bad_input(
+        &npy_bytes("<f4", &shape, false, &data),
+        INPUT,
+        &[
+            "3 non-finite value(s)",
+            "the first NaN at index [1, 0, 3, 4]",
+            "--allow-non-finite",
+        ],
+    );
+
+    let mut values = vec![0.5f32; 2 * 1024];
+    values[7] = f32::INFINITY; // [0, 0, 0, 7]
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    bad_input(
+        &npy_bytes("<f4", &shape, false, &data),
+        INPUT,
+        &["1 non-finite value(s)", "inf at index [0, 0, 0, 7]"],
+    );
+}
+
+#[test]
+fn allow_non_finite_proceeds() {
+    let dir = temp_dir();
+    let mut values = vec![0.5f32; 2 * 1024];
+    values[1024 + 3 * 32 + 4] = f32::NAN;
+    let data: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let input = put(
+        dir.path(),
+        "input.npy",
+        &npy_bytes("<f4", &[2, 1, 32, 32], false, &data),
+    );
+    let ran = run_in(
+        dir.path(),
+        &[
+            "--backend",
+            "flex",
+            "--input",
+            input,
+            "--allow-non-finite",
+            "--output",
+            "j.npy",
+        ],
+        &[],
+    );
+    assert_eq!(ran.code(), 0, "{}", ran.stderr);
+    assert!(ran.stderr_lines().is_empty(), "{}", ran.stderr);
+    assert!(
+        ran.stdout.contains("(2, 10, 2, 1, 32, 32)"),
+        "{}",
+        ran.stdout
+    );
+    let (shape, values) = read_npy(&dir.path().join("j.npy"));
+    assert_eq!(shape, [2, 10, 2, 1, 32, 32]);
+    // Samples are independent: the clean sample's own block is finite, the NaN sample's is
+    // not (the blocks across samples hold 0 * NaN = NaN from the backward pass).
+    let block = |b: usize, k: usize, b2: usize| {
+        let start = ((b * 10 + k) * 2 + b2) * 1024;
+        &values[start..start + 1024]
+    };
+    assert!((0..10).all(|k| block(0, k, 0).iter().all(|v| v.is_finite())));
+    assert!((0..10).any(|k| block(1, k, 1).iter().any(|v| v.is_nan())));
+}
+
+#[test]
+fn input_that_is_not_npy_is_refused() {
+    bad_input(b"index,value\n0,0.5\n1,0.25\n", INPUT, &["not a .npy file"]);
+    bad_input(&[], INPUT, &["empty", "expected a .npy file"]);
+    bad_input(
+        b"\x93NUMPY\x09\x00rest",
+        INPUT,
+        &["not a .npy file", "version 9.0"],
+    );
+    // A valid prelude, then a header that is no Python dict.
+    let mut bytes = npy_f32(&[1, 1, 32, 32], 0);
+    bytes[10..20].copy_from_slice(b"not a dict");
+    bad_input(&bytes, INPUT, &["not a .npy file"]);
+}
+
+#[test]
+fn input_in_fortran_order_is_refused() {
+    let shape = [2, 1, 32, 32];
+    bad_input(
+        &npy_bytes("<f4", &shape, true, &zeros(&shape, 4)),
+        INPUT,
+        &["Fortran-order", "C order"],
+    );
+}
+
+#[test]
+fn missing_input_file() {
+    let dir = temp_dir();
+    fails_and_writes_nothing(
+        dir.path(),
+        &["--backend", "flex", "--input", "nowhere.npy"],
+        &[],
+        INPUT,
+        &["nowhere.npy", "no such file", ".npy"],
+    );
+}
+
+#[test]
+fn input_that_is_a_directory() {
+    let dir = temp_dir();
+    fs::create_dir(dir.path().join("images.npy")).unwrap();
+    fails_and_writes_nothing(
+        dir.path(),
+        &["--backend", "flex", "--input", "images.npy"],
+        &[],
+        INPUT,
+        &["images.npy", "is a directory", "expected a .npy file"],
+    );
+}
+
+#[test]
+fn truncated_input_names_the_bytes_needed_and_held() {
+    // A valid header for [3, 1, 32, 32] float32 (12288 bytes), then 1000 bytes.
+    let full = npy_f32(&[3, 1, 32, 32], 0);
+    let header_len = full.len() - 3 * 1024 * 4;
+    bad_input(
+        &full[..header_len + 1000],
+        INPUT,
+        &[
+            "truncated",
+            "[3, 1, 32, 32]",
+            "needs 12288 bytes",
+            "holds 1000",
+        ],
+    );
+    // Cut inside the header.
+    bad_input(
+        &full[..40],
+        INPUT,
+        &["not a .npy file", "header is truncated"],
+    );
+    // The real fixture, cut.
+    let real = fs::read(fixture("b3_c10/input.npy")).unwrap();
+    bad_input(&real[..real.len() - 1], INPUT, &["truncated"]);
+}
+
+#[test]
+fn input_announcing_more_data_than_memory_fails_without_allocating() {
+    // 10^12 samples announced, none there: refused from the file size, nothing allocated.
+    bad_input(
+        &npy_bytes("<f4", &[1_000_000_000_000, 1, 32, 32], false, &[0; 64]),
+        INPUT,
+        &["truncated", "[1000000000000, 1, 32, 32]"],
+    );
+    // A shape whose size overflows 64 bits.
+    bad_input(
+        &npy_bytes("<f4", &[1 << 40, 1 << 40, 1 << 40, 1], false, &[0; 64]),
+        INPUT,
+        &["shape"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// --weights
+
+#[test]
+fn missing_weights_file() {
+    let dir = temp_dir();
+    fails_and_writes_nothing(
+        dir.path(),
+        &["--backend", "flex", "--weights", "lenet5.pt"],
+        &[],
+        WEIGHTS,
+        &["lenet5.pt", "PyTorch state_dict", "no such file"],
+    );
+}
+
+#[test]
+fn weights_of_an_unknown_format_name_the_known_ones() {
+    bad_weights(
+        "lenet5.h5",
+        b"\x89HDF\r\n\x1a\n",
+        &["unknown weights format", ".pt", ".safetensors", ".bpk"],
+    );
+    bad_weights("lenet5", b"", &["unknown weights format"]);
+}
+
+#[test]
+fn corrupt_weights_of_each_format() {
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut noise = vec![0u8; 4096];
+    rng.fill_bytes(&mut noise);
+    bad_weights(
+        "noise.pt",
+        &noise,
+        &["cannot read PyTorch state_dict weights"],
+    );
+    bad_weights(
+        "noise.safetensors",
+        &noise,
+        &["cannot read SafeTensors weights"],
+    );
+    bad_weights("noise.bpk", &noise, &["cannot read burnpack weights"]);
+    bad_weights("empty.pt", &[], &["the file is empty"]);
+}
+
+#[test]
+fn weights_that_are_a_directory() {
+    let dir = temp_dir();
+    fs::create_dir(dir.path().join("lenet5.safetensors")).unwrap();
+    fails_and_writes_nothing(
+        dir.path(),
+        &["--backend", "flex", "--weights", "lenet5.safetensors"],
+        &[],
+        WEIGHTS,
+        &["lenet5.safetensors", "is a directory"],
+    );
+}
+
+#[test]
+fn weights_with_wrong_keys_name_them_in_the_files_own_names() {
+    let needles = [
+        "do not fit LeNet-5",
+        "missing keys: feature_extractor.0.bias, feature_extractor.0.weight, \
+         feature_extractor.3.bias, feature_extractor.3.weight",
+        "unexpected keys: features.0.bias, features.0.weight, features.3.bias, features.3.weight",
+    ];
+    let pt = fs::read(fixture("bad/renamed_keys.pt")).unwrap();
+    bad_weights("renamed_keys.pt", &pt, &needles);
+    let st = lenet_safetensors(|tensors| {
+        for (key, _, _) in tensors.iter_mut() {
+            *key = key.replace("feature_extractor.", "features.");
+        }
+    });
+    bad_weights("renamed_keys.safetensors", &st, &needles);
+    // One key missing, one extra.
+    let st = lenet_safetensors(|tensors| {
+        tensors.retain(|(key, _, _)| key != "classifier.4.bias");
+        tensors.push(("classifier.6.weight".into(), "F32", vec![10, 10]));
+    });
+    bad_weights(
+        "lenet5.safetensors",
+        &st,
+        &[
+            "missing keys: classifier.4.bias",
+            "unexpected keys: classifier.6.weight",
+        ],
+    );
+}
+
+#[test]
+fn weights_with_wrong_shapes_name_key_shape_and_expected_shape() {
+    let needles = [
+        "do not fit LeNet-5",
+        "feature_extractor.0.weight has shape [8, 1, 5, 5], expected [6, 1, 5, 5]",
+        "feature_extractor.0.bias has shape [8], expected [6]",
+    ];
+    let pt = fs::read(fixture("bad/conv1_8.pt")).unwrap();
+    bad_weights("conv1_8.pt", &pt, &needles);
+    let st = lenet_safetensors(|tensors| {
+        tensors[0].2 = vec![8, 1, 5, 5];
+        tensors[1].2 = vec![8];
+    });
+    bad_weights("conv1_8.safetensors", &st, &needles);
+    // Linear weights in the file's [out, in] layout, not Burn's [in, out].
+    let st = lenet_safetensors(|tensors| tensors[4].2 = vec![120, 401]);
+    bad_weights(
+        "fc1.safetensors",
+        &st,
+        &["classifier.0.weight has shape [120, 401], expected [120, 400]"],
+    );
+    let st = lenet_safetensors(|tensors| tensors[8].2 = vec![10]);
+    bad_weights(
+        "fc3.safetensors",
+        &st,
+        &["classifier.4.weight has shape [10], expected a matrix"],
+    );
+}
+
+#[test]
+fn weights_of_another_dtype_name_it() {
+    let st = lenet_safetensors(|tensors| tensors[8].1 = "F64");
+    bad_weights(
+        "double.safetensors",
+        &st,
+        &["classifier.4.weight is float64, expected float32"],
+    );
+    let st = lenet_safetensors(|tensors| {
+        tensors[0].1 = "F16";
+        tensors[1].1 = "I64";
+    });
+    bad_weights(
+        "mixed.safetensors",
+        &st,
+        &[
+            "feature_extractor.0.weight is float16, expected float32",
+            "feature_extractor.0.bias is int64, expected float32",
+        ],
+    );
+}
+
+#[test]
+fn weights_whose_data_do_not_match_their_shape() {
+    // The header says [6] float32 (24 bytes) but gives the tensor 20.
+    let mut st = lenet_safetensors(|_| {});
+    let header_len = u64::from_le_bytes(st[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(st[8..8 + header_len].to_vec()).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&header).unwrap();
+    json["feature_extractor.0.bias"]["shape"] = serde_json::json!([5]);
+    let mut text = json.to_string();
+    while !text.len().is_multiple_of(8) {
+        text.push(' ');
+    }
+    let data = st.split_off(8 + header_len);
+    let mut bytes = (text.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(text.as_bytes());
+    bytes.extend(data);
+    bad_weights(
+        "short.safetensors",
+        &bytes,
+        &["cannot read SafeTensors weights"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The command line
+
+#[test]
+fn batch_of_zero_is_a_usage_error() {
+    let dir = temp_dir();
+    fails_and_writes_nothing(
+        dir.path(),
+        &["--backend", "flex", "--batch", "0"],
+        &[],
+        USAGE,
+        &["'0'", "--batch", "1.."],
+    );
+}
+
+#[test]
+fn unknown_backend_names_the_known_ones() {
+    let dir = temp_dir();
+    fails_and_writes_nothing(
+        dir.path(),
+        &["--backend", "foo"],
+        &[],
+        USAGE,
+        &["'foo'", "--backend", "ndarray", "wgpu", "flex"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runtime
+
+/// With no Vulkan driver (an empty driver list for the Vulkan loader), wgpu has no adapter
+/// for burn-wgpu, which runs on Vulkan on Linux, even where an OpenGL adapter exists.
+#[cfg(target_os = "linux")]
+#[test]
+fn no_wgpu_adapter_is_one_line_suggesting_flex() {
+    let dir = temp_dir();
+    let no_vulkan = [
+        ("VK_ICD_FILENAMES", "/nonexistent/icd.json"),
+        ("VK_DRIVER_FILES", "/nonexistent/icd.json"),
+    ];
+    fails_and_writes_nothing(
+        dir.path(),
+        &["--backend", "wgpu", "--batch", "2"],
+        &no_vulkan,
+        RUNTIME,
+        &["no wgpu adapter", "--backend flex"],
+    );
+}
+
+#[test]
+fn full_layout_too_large_for_memory_is_refused_before_computing() {
+    let dir = temp_dir();
+    // 20000 * 10 * 20000 * 1024 * 4 bytes.
+    let line = fails_and_writes_nothing(
+        dir.path(),
+        &["--backend", "flex", "--layout", "full", "--batch", "20000"],
+        &[],
+        RUNTIME,
+        &[
+            "(20000, 10, 20000, 1, 32, 32)",
+            "needs 16384000000000 bytes",
+            "--layout per-sample",
+        ],
+    );
+    assert!(line.contains("GiB"), "{line}");
+    // Fast: the refusal comes before any computation (computing it would take hours).
+    let ran = run_in(
+        dir.path(),
+        &["--backend", "flex", "--layout", "full", "--batch", "20000"],
+        &[],
+    );
+    assert_eq!(ran.code(), RUNTIME);
+    assert!(ran.elapsed < Duration::from_secs(60), "{:?}", ran.elapsed);
+}
+
+#[test]
+fn output_in_a_missing_directory() {
+    let dir = temp_dir();
+    let ran = run_in(
+        dir.path(),
+        &[
+            "--backend",
+            "flex",
+            "--batch",
+            "2",
+            "--output",
+            "nowhere/j.npy",
+        ],
+        &[],
+    );
+    assert_error(
+        &ran,
+        RUNTIME,
+        &["nowhere/j.npy", "nowhere does not exist", "directory"],
+    );
+    assert!(!dir.path().join("nowhere").exists());
+    assert_no_partial(dir.path());
+}
+
+/// Tests may run as root, for whom a read-only directory is still writable: the unwritable
+/// output here is one under a regular file, which nobody can create.
+#[test]
+fn output_under_a_regular_file() {
+    let dir = temp_dir();
+    fs::write(dir.path().join("notes.txt"), "notes").unwrap();
+    let ran = run_in(
+        dir.path(),
+        &[
+            "--backend",
+            "flex",
+            "--batch",
+            "2",
+            "--output",
+            "notes.txt/j.npy",
+        ],
+        &[],
+    );
+    assert_error(
+        &ran,
+        RUNTIME,
+        &["notes.txt/j.npy", "notes.txt is not a directory"],
+    );
+    assert_eq!(
+        fs::read_to_string(dir.path().join("notes.txt")).unwrap(),
+        "notes"
+    );
+    assert_no_partial(dir.path());
+}
+
+/// /proc takes no new files, even from root.
+#[cfg(target_os = "linux")]
+#[test]
+fn output_in_a_directory_that_takes_no_files() {
+    if !Path::new("/proc/self").exists() {
+        eprintln!("notice: no /proc, skipping");
+        return;
+    }
+    let dir = temp_dir();
+    let ran = run_in(
+        dir.path(),
+        &[
+            "--backend",
+            "flex",
+            "--batch",
+            "2",
+            "--output",
+            "/proc/j.npy",
+        ],
+        &[],
+    );
+    assert_error(
+        &ran,
+        RUNTIME,
+        &["/proc/j.npy", "cannot write in directory /proc"],
+    );
+    assert!(!Path::new("/proc/j.npy").exists());
+}
+
+#[test]
+fn output_that_is_a_directory() {
+    let dir = temp_dir();
+    fs::create_dir(dir.path().join("j.npy")).unwrap();
+    let ran = run_in(
+        dir.path(),
+        &["--backend", "flex", "--batch", "2", "--output", "j.npy"],
+        &[],
+    );
+    assert_error(&ran, RUNTIME, &["j.npy", "is a directory"]);
+    assert!(dir.path().join("j.npy").is_dir());
+    assert_no_partial(dir.path());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random and truncated files never panic
+
+/// One file fed to the application and what it may answer.
+struct Case {
+    what: String,
+    /// `.npy` (as --input) or a weights extension.
+    extension: &'static str,
+    bytes: Vec<u8>,
+    /// The file may happen to be valid (a byte changed in the data): exit 0 accepted.
+    may_be_valid: bool,
+}
+
+fn fuzz_cases() -> Vec<Case> {
+    let mut rng = StdRng::seed_from_u64(0x5eed_2024);
+    let mut cases = Vec::new();
+    let mut push = |what: String, extension, bytes, may_be_valid| {
+        cases.push(Case {
+            what,
+            extension,
+            bytes,
+            may_be_valid,
+        })
+    };
+    let extensions = ["npy", "pt", "safetensors", "bpk"];
+
+    // Random bytes of random lengths, as each kind of file.
+    for extension in extensions {
+        for i in 0..6 {
+            let len = if i == 0 { 1 } else { rng.random_range(2..6000) };
+            let mut bytes = vec![0u8; len];
+            rng.fill_bytes(&mut bytes);
+            push(format!("{len} random bytes"), extension, bytes, false);
+        }
+    }
+    // A valid .npy prelude, then random bytes (a random header length and text).
+    for _ in 0..4 {
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        let mut rest = vec![0u8; rng.random_range(2..600)];
+        rng.fill_bytes(&mut rest);
+        bytes.extend(rest);
+        push(
+            "the .npy magic, then random bytes".into(),
+            "npy",
+            bytes,
+            false,
+        );
+    }
+
+    // Truncations of the real files, at fixed and random lengths.
+    let real = [
+        (
+            "b3_c10/input.npy",
+            "npy",
+            fs::read(fixture("b3_c10/input.npy")).unwrap(),
+        ),
+        (
+            "b3_c10/lenet5.pt",
+            "pt",
+            fs::read(fixture("b3_c10/lenet5.pt")).unwrap(),
+        ),
+        (
+            "b3_c10/lenet5.safetensors",
+            "safetensors",
+            fs::read(fixture("b3_c10/lenet5.safetensors")).unwrap(),
+        ),
+        ("a burnpack record", "bpk", lenet_burnpack()),
+    ];
+    for (name, extension, bytes) in &real {
+        let n = bytes.len();
+        let mut lengths = vec![0, 1, 8, 10, 64, 128, 129, n / 2, n - 4, n - 1];
+        for _ in 0..3 {
+            lengths.push(rng.random_range(1..n));
+        }
+        for len in lengths {
+            push(
+                format!("{name} cut to {len} of {n} bytes"),
+                extension,
+                bytes[..len].to_vec(),
+                false,
+            );
+        }
+    }
+    // The real files with a few random bytes overwritten (in the header or the data: the
+    // file may stay valid).
+    for (name, extension, bytes) in &real {
+        for _ in 0..4 {
+            let mut bytes = bytes.clone();
+            let n = bytes.len();
+            // The .npy header is 128 bytes; the others' index is at the start (SafeTensors,
+            // burnpack) or at the end (the zip directory of torch.save).
+            let head = if *extension == "npy" { 128 } else { 1024 };
+            for _ in 0..rng.random_range(1..6) {
+                let at = match rng.random_range(0..10) {
+                    0..=5 => rng.random_range(0..head),
+                    6..=7 => rng.random_range(n - 1024..n),
+                    _ => rng.random_range(0..n),
+                };
+                bytes[at] = rng.random();
+            }
+            push(
+                format!("{name} with random bytes overwritten"),
+                extension,
+                bytes,
+                true,
+            );
+        }
+    }
+    // A valid header for [2, 1, 32, 32] float32, then too few bytes.
+    for len in [0, 4, 4095, 8188] {
+        let full = npy_f32(&[2, 1, 32, 32], 7);
+        let header = full.len() - 8192;
+        push(
+            format!("a [2, 1, 32, 32] float32 header, then {len} bytes of data"),
+            "npy",
+            full[..header + len].to_vec(),
+            false,
+        );
+    }
+    cases
+}
+
+#[test]
+fn random_and_truncated_files_never_panic() {
+    let cases = fuzz_cases();
+    assert!(cases.len() >= 60, "{} cases", cases.len());
+    let dir = temp_dir();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .min(8);
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let cases = &cases;
+                let dir = dir.path();
+                scope.spawn(move || {
+                    let mut failures = Vec::new();
+                    for (i, case) in cases.iter().enumerate().skip(t).step_by(threads) {
+                        if let Err(e) = check_case(dir, i, case) {
+                            failures.push(format!(
+                                "case {i} ({}, .{}): {e}",
+                                case.what, case.extension
+                            ));
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    assert_no_partial(dir.path());
+}
+
+/// Feeds one case to the application in its own directory.
+fn check_case(root: &Path, i: usize, case: &Case) -> Result<(), String> {
+    let dir = root.join(format!("case{i}"));
+    fs::create_dir(&dir).unwrap();
+    let name = format!("file.{}", case.extension);
+    fs::write(dir.join(&name), &case.bytes).unwrap();
+    let (option, code) = match case.extension {
+        "npy" => ("--input", INPUT),
+        _ => ("--weights", WEIGHTS),
+    };
+    let mut args = vec!["--backend", "flex", option, &name, "--output", "j.npy"];
+    if option == "--weights" {
+        args.extend(["--batch", "1"]);
+    }
+    let ran = run_in(&dir, &args, &[]);
+    if ran.stderr.contains("panicked") {
+        return Err(format!("panicked:\n{}", ran.stderr));
+    }
+    let got = ran
+        .status
+        .code()
+        .ok_or_else(|| format!("killed by {:?}:\n{}", ran.status, ran.stderr))?;
+    let lines = ran.stderr_lines();
+    // Shown with --nocapture: what each case answered.
+    eprintln!(
+        "case {i} ({}, .{}): exit {got}, {lines:?}",
+        case.what, case.extension
+    );
+    let output = dir.join("j.npy");
+    if got == 0 && case.may_be_valid {
+        // A valid file: a full run, nothing on stderr but a note.
+        if !lines.iter().all(|l| l.starts_with("note: ")) || !output.is_file() {
+            return Err(format!("succeeded with stderr:\n{}", ran.stderr));
+        }
+    } else {
+        if got != code {
+            return Err(format!("exit code {got}, expected {code}:\n{}", ran.stderr));
+        }
+        if lines.len() != 1 || !lines[0].starts_with("error: ") || !lines[0].contains(&name) {
+            return Err(format!(
+                "expected one error line naming the file:\n{}",
+                ran.stderr
+            ));
+        }
+        if output.exists() {
+            return Err("a failed run wrote its output".into());
+        }
+    }
+    assert_no_partial(&dir);
+    Ok(())
+}
