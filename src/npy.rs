@@ -260,16 +260,21 @@ impl AtomicFile {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".partial")
-            .tempfile_in(dir)
-            .map_err(|e| {
-                // tempfile names its random file name: the user never chose it.
-                let e = e.to_string();
-                let e = e.split(" at path ").next().unwrap_or(&e);
-                fail(format!("cannot write in directory {}: {e}", dir.display()))
-            })?;
+        let prefix = format!(".{name}.");
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix).suffix(".partial");
+        #[cfg(unix)]
+        {
+            // As File::create makes files (0666 less the umask), not tempfile's private 0600.
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        let temp = builder.tempfile_in(dir).map_err(|e| {
+            // tempfile names its random file name: the user never chose it.
+            let e = e.to_string();
+            let e = e.split(" at path ").next().unwrap_or(&e);
+            fail(format!("cannot write in directory {}: {e}", dir.display()))
+        })?;
         Ok(AtomicFile {
             temp,
             target: target.to_path_buf(),
