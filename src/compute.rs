@@ -172,14 +172,34 @@ impl BackendJob for &Request {
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Outcome> {
         let model = load_model::<B>(self.weights.as_deref(), self.seed, &device)?;
-        if let Some(path) = &self.save_weights {
-            let bytes = lenet5::import::to_burnpack_bytes(&model)?;
-            npy::write_bytes(path, &bytes)?;
-        }
+        // Encoded and its directory checked now, written only once everything else succeeded.
+        let save_weights = match &self.save_weights {
+            Some(path) => Some((
+                npy::AtomicFile::create(path)?,
+                lenet5::import::to_burnpack_bytes(&model)?,
+            )),
+            None => None,
+        };
         // Input Jacobians never need the weights' gradients: skip computing them.
         let model = model.no_grad();
+        let outcome = self.jacobian(&model, &device)?;
+        if let Some((file, bytes)) = save_weights {
+            file.write_all(&bytes)?;
+            file.commit()?;
+        }
+        Ok(outcome)
+    }
+}
+
+impl Request {
+    /// Computes (and writes) the Jacobian with a loaded model.
+    fn jacobian<B: AutodiffBackend>(
+        &self,
+        model: &LeNet5<B>,
+        device: &B::Device,
+    ) -> Result<Outcome> {
         let forward = |x| model.forward(x);
-        let x = self.batch.to_tensor::<B>(&device);
+        let x = self.batch.to_tensor::<B>(device);
         let outputs = model.num_classes();
         let shape = self.layout.shape(self.batch.len, outputs, &SAMPLE_DIMS);
         match self.layout {
@@ -200,7 +220,7 @@ impl BackendJob for &Request {
                     None => None,
                 };
                 let start = Instant::now();
-                let full = full_layout(&model, x, self.method, &self.config, self.max_full_bytes)?;
+                let full = full_layout(model, x, self.method, &self.config, self.max_full_bytes)?;
                 let elapsed = start.elapsed();
                 if let Some(mut output) = output {
                     output.write(&full.values)?;
@@ -233,7 +253,7 @@ impl BackendJob for &Request {
                 let mut max_abs = 0.0f32;
                 let mut progress = Progress::new(self.batch.len as u64, "samples");
                 let start = Instant::now();
-                per_sample_chunks(&model, x.clone(), self.method, &self.config, |chunk| {
+                per_sample_chunks(model, x.clone(), self.method, &self.config, |chunk| {
                     max_abs = chunk.values.iter().fold(max_abs, |m, v| m.max(v.abs()));
                     if let Some(output) = output.as_mut() {
                         output.write(chunk.values)?;
@@ -251,9 +271,6 @@ impl BackendJob for &Request {
                 })?;
                 let elapsed = start.elapsed();
                 progress.finish();
-                if let Some(output) = output {
-                    output.commit()?;
-                }
                 // Measured, not assumed: the full Jacobian of the first few samples.
                 let probe = self.batch.len.min(OFF_DIAGONAL_PROBE);
                 let probe_config = JacobianConfig {
@@ -266,6 +283,10 @@ impl BackendJob for &Request {
                     &probe_config,
                     self.max_full_bytes,
                 )?;
+                // Last, so that a failure above leaves no output behind.
+                if let Some(output) = output {
+                    output.commit()?;
+                }
                 let per_sample = keep.then(|| Jacobian {
                     layout: Layout::PerSample,
                     shape: shape.clone(),

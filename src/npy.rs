@@ -287,6 +287,13 @@ impl AtomicFile {
         Ok(BufWriter::with_capacity(1 << 20, file))
     }
 
+    /// Writes all of `bytes` to the temporary file.
+    pub fn write_all(&self, bytes: &[u8]) -> Result<()> {
+        let mut writer = self.writer()?;
+        writer.write_all(bytes).map_err(|e| self.error(e))?;
+        writer.flush().map_err(|e| self.error(e))
+    }
+
     /// Moves the finished file into place.
     pub fn commit(self) -> Result<()> {
         self.temp.as_file().sync_all().map_err(|e| self.error(e))?;
@@ -353,9 +360,6 @@ pub fn write(target: &Path, shape: &[usize], values: &[f32]) -> Result<()> {
 /// Writes bytes to `target` atomically.
 pub fn write_bytes(target: &Path, bytes: &[u8]) -> Result<()> {
     let file = AtomicFile::create(target)?;
-    let mut writer = file.writer()?;
-    writer.write_all(bytes).map_err(|e| file.error(e))?;
-    writer.flush().map_err(|e| file.error(e))?;
-    drop(writer);
+    file.write_all(bytes)?;
     file.commit()
 }

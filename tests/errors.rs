@@ -1120,3 +1120,57 @@ fn check_case(root: &Path, i: usize, case: &Case) -> Result<(), String> {
     assert_no_partial(&dir);
     Ok(())
 }
+
+#[test]
+fn saved_weights_are_written_only_when_the_whole_run_succeeds() {
+    let dir = temp_dir();
+    let weights = dir.path().join("w.bpk");
+    // The Jacobian's output cannot be written: the weights must not be saved either.
+    let ran = run_in(
+        dir.path(),
+        &[
+            "--backend",
+            "flex",
+            "--batch",
+            "2",
+            "--save-weights",
+            "w.bpk",
+            "--output",
+            "nowhere/j.npy",
+        ],
+        &[],
+    );
+    assert_error(&ran, 5, &["nowhere"]);
+    assert!(!weights.exists(), "a failed run saved the weights");
+    // A full layout refused for its size: likewise.
+    let ran = run_in(
+        dir.path(),
+        &[
+            "--backend",
+            "flex",
+            "--batch",
+            "20000",
+            "--save-weights",
+            "w.bpk",
+        ],
+        &[],
+    );
+    assert_error(&ran, 5, &["per-sample"]);
+    assert!(!weights.exists(), "a failed run saved the weights");
+    assert_no_partial(dir.path());
+    // A run that succeeds saves them.
+    let ran = run_in(
+        dir.path(),
+        &[
+            "--backend",
+            "flex",
+            "--batch",
+            "2",
+            "--save-weights",
+            "w.bpk",
+        ],
+        &[],
+    );
+    assert_eq!(ran.code(), 0, "{}", ran.stderr);
+    assert!(weights.exists());
+}
