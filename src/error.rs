@@ -1,9 +1,6 @@
 //! Errors of the application and the exit code of each kind.
 
-use std::cell::Cell;
-use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
-use std::sync::Once;
 
 /// What went wrong, by whose fault; each kind has its own exit code (documented in the README).
 #[derive(Debug, thiserror::Error)]
@@ -50,33 +47,6 @@ impl From<jacobian::JacobianError> for AppError {
 /// Result of the application's functions.
 pub type Result<T> = std::result::Result<T, AppError>;
 
-thread_local! {
-    /// Set while [`catch_panic`] runs on this thread: its panics print nothing.
-    static QUIET: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Runs `f`, turning a panic into `Err` with the panic's message, on one line, and printing
-/// nothing for it. For parsers of untrusted files that may panic on some inputs; the caller
-/// turns the message into an error of the right kind. Panics of other threads print as usual.
-pub fn catch_panic<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            if !QUIET.with(Cell::get) {
-                previous(info);
-            }
-        }));
-    });
-    let was_quiet = QUIET.with(|q| q.replace(true));
-    let result = panic::catch_unwind(AssertUnwindSafe(f));
-    QUIET.with(|q| q.set(was_quiet));
-    result.map_err(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown cause".into());
-        message.split_whitespace().collect::<Vec<_>>().join(" ")
-    })
-}
+/// Runs `f`, turning a panic into `Err` with its message, printing nothing for it: for
+/// parsers of untrusted files that may panic on some inputs. The model crate's, shared.
+pub use lenet5::import::catch_panic;

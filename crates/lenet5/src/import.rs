@@ -395,7 +395,7 @@ thread_local! {
 
 /// Runs `f`, turning a panic into `Err` with its message on one line, printing nothing for it.
 /// Readers of untrusted files may panic on some inputs; panics of other threads print as usual.
-fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {
         let previous = panic::take_hook();
