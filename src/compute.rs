@@ -155,17 +155,11 @@ pub struct Outcome {
     pub off_diagonal: (f32, usize),
     /// Time spent computing the Jacobian (not loading or writing).
     pub elapsed: Duration,
-    /// The per-sample Jacobian, kept when the batch is small enough to hold in memory
-    /// (`None` for streamed runs).
-    pub per_sample: Option<Jacobian>,
     /// Each sample's norms, when [`Request::norms`] is set.
     pub norms: Option<Vec<SampleNorms>>,
     /// The per-sample Jacobian of the first [`Request::keep_first`] samples (`None` for zero).
     pub first: Option<Jacobian>,
 }
-
-/// Largest per-sample Jacobian kept in memory after a run, in bytes (larger runs stream).
-const KEEP_BYTES: u128 = 256 << 20;
 
 impl BackendJob for &Request {
     type Output = Outcome;
@@ -235,7 +229,6 @@ impl Request {
                     elapsed,
                     norms: self.norms.then(|| norms::of_jacobian(&per_sample)),
                     first: self.first_samples(outputs, &per_sample.values),
-                    per_sample: Some(per_sample),
                     shape,
                 })
             }
@@ -244,9 +237,6 @@ impl Request {
                     Some(path) => Some(NpyOutput::create(path, &shape)?),
                     None => None,
                 };
-                let keep =
-                    Layout::PerSample.bytes(self.batch.len, outputs, &SAMPLE_DIMS) <= KEEP_BYTES;
-                let mut kept = Vec::new();
                 let mut sample_norms = self.norms.then(Vec::new);
                 let mut first = Vec::new();
                 let first_len = self.batch.len.min(self.keep_first) * outputs * SAMPLE_LEN;
@@ -257,9 +247,6 @@ impl Request {
                     max_abs = chunk.values.iter().fold(max_abs, |m, v| m.max(v.abs()));
                     if let Some(output) = output.as_mut() {
                         output.write(chunk.values)?;
-                    }
-                    if keep {
-                        kept.extend_from_slice(chunk.values);
                     }
                     if let Some(sample_norms) = sample_norms.as_mut() {
                         sample_norms.extend(norms::of_chunk(chunk.values, chunk.samples, outputs));
@@ -287,12 +274,6 @@ impl Request {
                 if let Some(output) = output {
                     output.commit()?;
                 }
-                let per_sample = keep.then(|| Jacobian {
-                    layout: Layout::PerSample,
-                    shape: shape.clone(),
-                    values: kept,
-                    outputs: None,
-                });
                 Ok(Outcome {
                     layout: Layout::PerSample,
                     max_abs,
@@ -300,7 +281,6 @@ impl Request {
                     elapsed,
                     norms: sample_norms,
                     first: self.first_samples(outputs, &first),
-                    per_sample,
                     shape,
                 })
             }
