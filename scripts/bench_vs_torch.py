@@ -16,8 +16,8 @@ PyTorch ways:
     (c) torch.autograd.functional.jacobian(model, x, vectorize=True), batch <= 128 only
     torch best = (c)
 
-Ours: `<bin> bench --backend B --batch N --layout per-sample|full --repeats R --json`
-(plus --ours-args) for each backend; every stdout line that is a JSON object with "backend", "batch",
+Ours: `<bin> bench --backend B --batch N --layout per-sample|full --repeats R --json --method M`
+(plus --ours-args) for each backend and method; every stdout line that is a JSON object with "backend", "batch",
 "layout" and "median_s" (optionally "min_s", "max_s") is a result; other lines
 and keys are ignored, stderr passes through.
 
@@ -286,7 +286,8 @@ def report(rows: list[dict], args, binary: Path, problems: list[str], busy, othe
         f"- nproc: {nproc()}; CPU busy in the second before the run: {busy_text}; "
         f"CPU share used by other processes during the run: {other_text}",
         f"- torch {torch.__version__} ({torch.get_num_threads()} threads), python {platform.python_version()}",
-        f"- ours: `{binary}`, backends {', '.join(args.backends)}",
+        f"- ours: `{binary}`, backends {', '.join(args.backends)}, methods {', '.join(args.methods)}"
+        + (f", extra arguments `{args.ours_args}`" if args.ours_args else ""),
         f"- {N_CLASSES} classes, input torch.rand(N, 1, 32, 32) float32; "
         f"median / min / max of {args.repeats} timed runs after one warm-up",
         "",
@@ -335,8 +336,10 @@ def main(argv=None) -> int:
                         f"PyTorch's full Jacobian is never run above {TORCH_FULL_MAX_BATCH})")
     p.add_argument("--repeats", type=int, default=7, help="timed runs per way, after one warm-up (default: 7)")
     p.add_argument("--seed", type=int, default=0, help="torch.manual_seed for weights and input (default: 0)")
+    p.add_argument("--methods", type=str_list, default=["analytic", "autodiff"],
+                   help="our methods (`bench --method M`), each run on every backend (default: analytic,autodiff)")
     p.add_argument("--ours-args", default="",
-                   help="extra arguments appended to each `bench` run of our binary, e.g. \"--method analytic\"")
+                   help="extra arguments appended to each `bench` run of our binary, e.g. \"--chunk-size 64\"")
     p.add_argument("--timeout", type=float, default=3600, help="seconds allowed per run of our binary (default: 3600)")
     p.add_argument("--torch-threads", type=int,
                    help="torch.set_num_threads(N) (default: what torch picks)")
@@ -376,8 +379,10 @@ def main(argv=None) -> int:
             rows += torch_results(layout, batch, args.repeats, args.seed)
             if run_ours:
                 for backend in args.backends:
-                    rows += our_results(binary, backend, layout, batch, args.repeats, args.timeout, problems,
-                                        shlex.split(args.ours_args))
+                    for method in args.methods:
+                        extra = ["--method", method, *shlex.split(args.ours_args)]
+                        rows += our_results(binary, backend, layout, batch, args.repeats, args.timeout,
+                                            problems, extra)
 
     other = load.stop()
     if other is not None and other > 0.05:

@@ -49,7 +49,8 @@ pub struct EngineArgs {
     #[arg(long, value_enum, default_value_t = StrategyArg::Stacked)]
     pub strategy: StrategyArg,
     /// How the Jacobian is computed: Burn's autodiff engine, or LeNet-5's specialised path (one
-    /// forward pass and a hand-written backward sweep, tested equal to autodiff).
+    /// forward pass and a hand-written backward sweep on the host CPU, whatever the backend;
+    /// tested equal to autodiff).
     #[arg(long, value_enum, default_value_t = Method::Autodiff)]
     pub method: Method,
     /// Samples per chunk of the per-sample computation (bounds memory).

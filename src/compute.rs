@@ -24,7 +24,8 @@ pub const OFF_DIAGONAL_PROBE: usize = 4;
 pub enum Method {
     /// The general engine: Burn's autodiff, per output or with stacked outputs.
     Autodiff,
-    /// LeNet-5's specialised path: one forward pass and a hand-written backward sweep.
+    /// LeNet-5's specialised path: one forward pass and a hand-written backward sweep, on the
+    /// host CPU whatever the backend.
     Analytic,
 }
 

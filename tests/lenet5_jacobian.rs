@@ -222,3 +222,29 @@ fn analytic_path_equals_the_autodiff_engine() {
         }
     }
 }
+
+/// More classes than the specialised path carries back in one block of rows (10), and a last
+/// block that is not full: every row must still land on its own logit.
+#[test]
+fn analytic_path_with_many_classes_equals_the_autodiff_engine() {
+    type B = Autodiff<Flex>;
+    let device = Default::default();
+    let model = lenet5::LeNet5Config::new()
+        .with_num_classes(23)
+        .init::<B>(&device)
+        .no_grad();
+    let x = Batch::random(3, SEED).to_tensor::<B>(&device);
+    let config = JacobianConfig::default();
+    let autodiff = per_sample(|x| model.forward(x), x.clone(), &config).unwrap();
+    let autodiff_full = full(|x| model.forward(x), x.clone(), &config, u128::MAX).unwrap();
+    let analytic = model.valid().input_jacobian(x.clone().inner());
+    let analytic_full = model.valid().input_jacobian_full(x.inner());
+    assert_eq!(analytic.dims(), [3, 23, 1, 32, 32]);
+    for (layout, analytic, autodiff) in [
+        ("per-sample", analytic.into_data(), autodiff.values),
+        ("full", analytic_full.into_data(), autodiff_full.values),
+    ] {
+        let error = relative_error(&analytic.to_vec::<f32>().unwrap(), &autodiff);
+        assert!(error <= 1e-5, "{layout}: {error:e} x max |J|");
+    }
+}

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use burn::module::Module;
+use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
 use jacobian::{full, per_sample, JacobianConfig};
 use lenet_jacobian::backend::{run_on, BackendJob};
@@ -25,36 +25,49 @@ fn fixture(case: &str, file: &str) -> PathBuf {
         .join(file)
 }
 
-/// Logits, per-sample and full Jacobians of a weights file on an input file.
+/// Logits, and both Jacobian layouts by the autodiff engine and by LeNet-5's specialised
+/// path, of a weights file on an input file; each named by what it is and the torch file it
+/// is compared with.
 struct FromFiles {
     weights: PathBuf,
     input: PathBuf,
 }
 
+type Computed = Vec<(&'static str, &'static str, Vec<f32>)>;
+
 impl BackendJob for &FromFiles {
-    type Output = (Vec<f32>, Vec<f32>, Vec<f32>);
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Self::Output> {
+    type Output = Computed;
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Computed> {
         let model = load_model::<B>(Some(&self.weights), 0, &device)?.no_grad();
         let (shape, values) = read_npy(&self.input);
         let x = Batch::from_array(&self.input, &shape, values, false)?.to_tensor::<B>(&device);
-        let logits = model
-            .forward(x.clone())
-            .into_data()
-            .to_vec::<f32>()
-            .unwrap();
+        let host = |data: burn::tensor::TensorData| data.to_vec::<f32>().unwrap();
+        let logits = host(model.forward(x.clone()).into_data());
         let config = JacobianConfig::default();
         let ps = per_sample(|x| model.forward(x), x.clone(), &config)?;
-        let fl = full(|x| model.forward(x), x, &config, u128::MAX)?;
-        Ok((logits, ps.values, fl.values))
+        let fl = full(|x| model.forward(x), x.clone(), &config, u128::MAX)?;
+        let valid = model.valid();
+        let analytic_ps = host(valid.input_jacobian(x.clone().inner()).into_data());
+        let analytic_fl = host(valid.input_jacobian_full(x.inner()).into_data());
+        Ok(vec![
+            ("logits", "logits.npy", logits),
+            ("autodiff per-sample", "jacobian_per_sample.npy", ps.values),
+            ("autodiff full", "jacobian_full.npy", fl.values),
+            (
+                "analytic per-sample",
+                "jacobian_per_sample.npy",
+                analytic_ps,
+            ),
+            ("analytic full", "jacobian_full.npy", analytic_fl),
+        ])
     }
 }
 
 #[test]
 fn logits_and_both_layouts_match_torch_on_every_backend() {
     for (case, batch, classes) in CASES {
-        let (_, torch_logits) = read_npy(&fixture(case, "logits.npy"));
-        let (ps_shape, torch_ps) = read_npy(&fixture(case, "jacobian_per_sample.npy"));
-        let (full_shape, torch_full) = read_npy(&fixture(case, "jacobian_full.npy"));
+        let (ps_shape, _) = read_npy(&fixture(case, "jacobian_per_sample.npy"));
+        let (full_shape, _) = read_npy(&fixture(case, "jacobian_full.npy"));
         assert_eq!(ps_shape, [batch, classes, 1, 32, 32]);
         assert_eq!(full_shape, [batch, classes, batch, 1, 32, 32]);
         for backend in backends() {
@@ -63,14 +76,10 @@ fn logits_and_both_layouts_match_torch_on_every_backend() {
                     weights: fixture(case, weights),
                     input: fixture(case, "input.npy"),
                 };
-                let (logits, ps, fl) = run_on(backend, &job).unwrap();
-                let errors = [
-                    relative_error(&logits, &torch_logits),
-                    relative_error(&ps, &torch_ps),
-                    relative_error(&fl, &torch_full),
-                ];
-                eprintln!("{case} {weights} {backend}: logits, per-sample, full: {errors:?} x max |torch|");
-                for (what, error) in ["logits", "per-sample", "full"].iter().zip(errors) {
+                for (what, torch_file, ours) in run_on(backend, &job).unwrap() {
+                    let (_, torch) = read_npy(&fixture(case, torch_file));
+                    let error = relative_error(&ours, &torch);
+                    eprintln!("{case} {weights} {backend} {what}: {error:e} x max |torch|");
                     assert!(
                         error <= 1e-4,
                         "{case} {weights} {backend} {what}: {error:e} x max |torch|"

@@ -26,6 +26,7 @@
 //! ```
 
 mod analytic;
+mod host;
 #[cfg(feature = "import")]
 pub mod import;
 

@@ -1,0 +1,484 @@
+//! LeNet-5's input Jacobian on the host CPU: one forward pass keeping tanh's derivative at
+//! every hidden unit, then cotangents of the logits carried back to the input through the
+//! layers' adjoints, a block of rows at a time.
+//!
+//! Why on the host rather than with tensor ops: per sample, both passes are a few small matrix
+//! products (a convolution is a product with its kernel matrix on the patches, "im2col"; its
+//! adjoint the product the other way followed by a scatter of the patches, "col2im") with
+//! element-wise steps in between. With tensor ops each step is a kernel launch and a pass over
+//! memory, the pooling adjoint and the per-row tiling of the activations are non-contiguous
+//! copies, and a CPU backend's tanh may be scalar; a profile of that version spent most of its
+//! time there. Here a sample stays in cache through each pass, the element-wise steps are fused
+//! into the layout changes the products need, the products run on `gemm`'s kernels (the ones
+//! Burn's flex backend uses) and tanh on `wide`'s SIMD lanes.
+
+use rayon::prelude::*;
+use wide::f32x8;
+
+/// Rows carried back together. Bounds the scratch memory of a worker (conv1's patches take
+/// `ROW_BLOCK x 784 x 25` floats, 784 KB) and keeps it in the second-level cache.
+pub(crate) const ROW_BLOCK: usize = 10;
+
+const C1: usize = 6; // conv1 channels
+const S1: usize = 28; // conv1 output side
+const P1: usize = 14; // pool1 output side
+const C2: usize = 16; // conv2 channels
+const S2: usize = 10; // conv2 output side
+const P2: usize = 5; // pool2 output side
+const K: usize = 5; // kernel side
+const H1: usize = 120; // fc1 outputs
+const H2: usize = 84; // fc2 outputs
+const SIDE: usize = 32; // input side
+/// Input values per sample (one channel of 32 x 32).
+pub(crate) const PIXELS: usize = SIDE * SIDE;
+
+/// LeNet-5's parameters, row-major in Burn's layouts (fc3's bias does not enter the Jacobian).
+pub(crate) struct Weights {
+    /// `[6, 1, 5, 5]`
+    pub conv1: Vec<f32>,
+    /// `[6]`
+    pub conv1_bias: Vec<f32>,
+    /// `[16, 6, 5, 5]`
+    pub conv2: Vec<f32>,
+    /// `[16]`
+    pub conv2_bias: Vec<f32>,
+    /// `[400, 120]` (Burn's Linear weight is `[in, out]`)
+    pub fc1: Vec<f32>,
+    /// `[120]`
+    pub fc1_bias: Vec<f32>,
+    /// `[120, 84]`
+    pub fc2: Vec<f32>,
+    /// `[84]`
+    pub fc2_bias: Vec<f32>,
+    /// `[84, classes]`
+    pub fc3: Vec<f32>,
+    pub classes: usize,
+}
+
+/// Tanh's derivative at each hidden unit of one forward pass, per sample.
+///
+/// The convolution stages hold `(1 - t^2) / 4`: the 1/4 of the following 2 x 2 average
+/// pooling's adjoint is folded in (a power of two, so the product rounds as it would apart).
+pub(crate) struct Derivatives {
+    /// `[batch, 6, 28, 28]`
+    pub conv1: Vec<f32>,
+    /// `[batch, 16, 10, 10]`
+    pub conv2: Vec<f32>,
+    /// `[batch, 120]`
+    pub fc1: Vec<f32>,
+    /// `[batch, 84]`
+    pub fc2: Vec<f32>,
+}
+
+impl Derivatives {
+    /// The forward pass of every sample of `images` (`[batch, 1, 32, 32]`), in parallel.
+    pub fn new(w: &Weights, images: &[f32]) -> Self {
+        let batch = images.len() / PIXELS;
+        let mut d = Derivatives {
+            conv1: vec![0.0; batch * C1 * S1 * S1],
+            conv2: vec![0.0; batch * C2 * S2 * S2],
+            fc1: vec![0.0; batch * H1],
+            fc2: vec![0.0; batch * H2],
+        };
+        (
+            images.par_chunks(PIXELS),
+            d.conv1.par_chunks_mut(C1 * S1 * S1),
+            d.conv2.par_chunks_mut(C2 * S2 * S2),
+            d.fc1.par_chunks_mut(H1),
+            d.fc2.par_chunks_mut(H2),
+        )
+            .into_par_iter()
+            .for_each_init(ForwardScratch::new, |s, (x, d1, d2, e1, e2)| {
+                forward(w, x, s, [d1, d2, e1, e2]);
+            });
+        d
+    }
+}
+
+/// One worker's buffers for the forward pass of a sample.
+struct ForwardScratch {
+    conv1_cols: Vec<f32>, // [25, 784]: the image's patches, one row per kernel tap
+    conv1: Vec<f32>,      // [6, 784]
+    pool1: Vec<f32>,      // [6, 14, 14]
+    conv2_cols: Vec<f32>, // [150, 100]
+    conv2: Vec<f32>,      // [16, 100]
+    pool2: Vec<f32>,      // [400]
+    fc1: Vec<f32>,        // [120]
+    fc2: Vec<f32>,        // [84]
+}
+
+impl ForwardScratch {
+    fn new() -> Self {
+        ForwardScratch {
+            conv1_cols: vec![0.0; K * K * S1 * S1],
+            conv1: vec![0.0; C1 * S1 * S1],
+            pool1: vec![0.0; C1 * P1 * P1],
+            conv2_cols: vec![0.0; C1 * K * K * S2 * S2],
+            conv2: vec![0.0; C2 * S2 * S2],
+            pool2: vec![0.0; C2 * P2 * P2],
+            fc1: vec![0.0; H1],
+            fc2: vec![0.0; H2],
+        }
+    }
+}
+
+/// One sample's forward pass, as `LeNet5::forward` computes it, up to the last hidden layer;
+/// writes tanh's derivatives (see [`Derivatives`]) to `[conv1, conv2, fc1, fc2]`.
+fn forward(w: &Weights, x: &[f32], s: &mut ForwardScratch, [d1, d2, e1, e2]: [&mut [f32]; 4]) {
+    // conv1 -> tanh -> pool, as [6, 25] kernels times [25, 784] patches.
+    im2col(x, SIDE, 1, &mut s.conv1_cols, S1);
+    let m = S1 * S1;
+    matmul(
+        &mut s.conv1,
+        (m, 1),
+        (&w.conv1, K * K, 1),
+        (&s.conv1_cols, m, 1),
+        [C1, m, K * K],
+    );
+    bias_tanh(&mut s.conv1, &w.conv1_bias);
+    pooled_derivative(&s.conv1, d1);
+    avg_pool(&s.conv1, &mut s.pool1, C1, S1);
+
+    // conv2 -> tanh -> pool: [16, 150] times [150, 100].
+    im2col(&s.pool1, P1, C1, &mut s.conv2_cols, S2);
+    let (m, k) = (S2 * S2, C1 * K * K);
+    matmul(
+        &mut s.conv2,
+        (m, 1),
+        (&w.conv2, k, 1),
+        (&s.conv2_cols, m, 1),
+        [C2, m, k],
+    );
+    bias_tanh(&mut s.conv2, &w.conv2_bias);
+    pooled_derivative(&s.conv2, d2);
+    avg_pool(&s.conv2, &mut s.pool2, C2, S2);
+
+    // The linear layers, x W + b with Burn's [in, out] weights; pool2 is already the flattened
+    // [16, 5, 5].
+    let flat = C2 * P2 * P2;
+    matmul(
+        &mut s.fc1,
+        (H1, 1),
+        (&s.pool2, flat, 1),
+        (&w.fc1, H1, 1),
+        [1, H1, flat],
+    );
+    bias_tanh(&mut s.fc1, &w.fc1_bias);
+    for (e, t) in e1.iter_mut().zip(&s.fc1) {
+        *e = 1.0 - t * t;
+    }
+    matmul(
+        &mut s.fc2,
+        (H2, 1),
+        (&s.fc1, H1, 1),
+        (&w.fc2, H2, 1),
+        [1, H2, H1],
+    );
+    bias_tanh(&mut s.fc2, &w.fc2_bias);
+    for (e, t) in e2.iter_mut().zip(&s.fc2) {
+        *e = 1.0 - t * t;
+    }
+}
+
+/// The patches of a stride-1, unpadded 5 x 5 convolution: `cols[(c, ky, kx), (y, x)]` is
+/// `x[c, y + ky, x + kx]`, for `channels` input channels of `in_side x in_side`.
+fn im2col(x: &[f32], in_side: usize, channels: usize, cols: &mut [f32], out_side: usize) {
+    let m = out_side * out_side;
+    for c in 0..channels {
+        let x = &x[c * in_side * in_side..][..in_side * in_side];
+        for ky in 0..K {
+            for kx in 0..K {
+                let row = &mut cols[((c * K + ky) * K + kx) * m..][..m];
+                for y in 0..out_side {
+                    row[y * out_side..][..out_side]
+                        .copy_from_slice(&x[(y + ky) * in_side + kx..][..out_side]);
+                }
+            }
+        }
+    }
+}
+
+/// `x[c, ..] = tanh(x[c, ..] + bias[c])` for each channel (or unit) `c`.
+fn bias_tanh(x: &mut [f32], bias: &[f32]) {
+    for (row, b) in x.chunks_exact_mut(x.len() / bias.len()).zip(bias) {
+        let mut lanes = row.chunks_exact_mut(8);
+        for lane in &mut lanes {
+            let v = (f32x8::from(&*lane) + f32x8::splat(*b)).tanh();
+            lane.copy_from_slice(&v.to_array());
+        }
+        let rest = lanes.into_remainder();
+        let mut padded = [0.0f32; 8];
+        padded[..rest.len()].copy_from_slice(rest);
+        let v = (f32x8::from(padded) + f32x8::splat(*b)).tanh().to_array();
+        rest.copy_from_slice(&v[..rest.len()]);
+    }
+}
+
+/// `(1 - t^2) / 4`: tanh's derivative with the following pooling's 1/4 folded in.
+fn pooled_derivative(t: &[f32], d: &mut [f32]) {
+    for (d, t) in d.iter_mut().zip(t) {
+        *d = (1.0 - t * t) * 0.25;
+    }
+}
+
+/// 2 x 2 average pooling with stride 2 of `channels` planes of `side x side`.
+fn avg_pool(x: &[f32], out: &mut [f32], channels: usize, side: usize) {
+    let half = side / 2;
+    for c in 0..channels {
+        let x = &x[c * side * side..][..side * side];
+        let out = &mut out[c * half * half..][..half * half];
+        for i in 0..half {
+            let (top, bottom) = (&x[2 * i * side..][..side], &x[(2 * i + 1) * side..][..side]);
+            for j in 0..half {
+                let sum = top[2 * j] + top[2 * j + 1] + bottom[2 * j] + bottom[2 * j + 1];
+                out[i * half + j] = sum / 4.0;
+            }
+        }
+    }
+}
+
+/// One worker's buffers for a block of up to [`ROW_BLOCK`] rows.
+pub(crate) struct Scratch {
+    fc2: Vec<f32>,        // [rows, 84]
+    fc1: Vec<f32>,        // [rows, 120]
+    pool2: Vec<f32>,      // [rows, 400]
+    conv2: Vec<f32>,      // [16][rows, 100]: conv2's output cotangent, channel-major
+    conv2_cols: Vec<f32>, // [150][rows, 100]: its patches, one column per kernel tap
+    pool1: Vec<f32>,      // [rows, 6, 14, 14]
+    conv1: Vec<f32>,      // [6][rows, 784]
+    conv1_cols: Vec<f32>, // [25][rows, 784]
+}
+
+impl Scratch {
+    pub fn new() -> Self {
+        let r = ROW_BLOCK;
+        Scratch {
+            fc2: vec![0.0; r * H2],
+            fc1: vec![0.0; r * H1],
+            pool2: vec![0.0; r * C2 * P2 * P2],
+            conv2: vec![0.0; C2 * r * S2 * S2],
+            conv2_cols: vec![0.0; C1 * K * K * r * S2 * S2],
+            pool1: vec![0.0; r * C1 * P1 * P1],
+            conv1: vec![0.0; C1 * r * S1 * S1],
+            conv1_cols: vec![0.0; K * K * r * S1 * S1],
+        }
+    }
+}
+
+/// Carries `rows` cotangents of sample `sample`'s logits back to its input.
+///
+/// `seeds` is `[rows, classes]`, `d L / d logits` of each row; row `i`'s `d L / d image` is
+/// written to `out[i * out_stride..][..1024]`. `rows <= ROW_BLOCK`.
+pub(crate) fn sweep(
+    w: &Weights,
+    d: &Derivatives,
+    sample: usize,
+    seeds: &[f32],
+    out: &mut [f32],
+    out_stride: usize,
+    s: &mut Scratch,
+) {
+    // The element-wise loops below are compiled again with the widest SIMD this CPU has (the
+    // crate itself targets baseline x86-64); everything they call is inlined into this.
+    pulp::Arch::new().dispatch(|| sweep_simd(w, d, sample, seeds, out, out_stride, s))
+}
+
+#[inline(always)]
+fn sweep_simd(
+    w: &Weights,
+    d: &Derivatives,
+    sample: usize,
+    seeds: &[f32],
+    out: &mut [f32],
+    out_stride: usize,
+    s: &mut Scratch,
+) {
+    let rows = seeds.len() / w.classes;
+    assert!(rows <= ROW_BLOCK && rows * w.classes == seeds.len());
+    assert!(rows == 0 || (rows - 1) * out_stride + PIXELS <= out.len());
+    if rows == 0 {
+        return;
+    }
+
+    // Linear layers: the adjoint of x W ([in, out] weight) is g W^T, then tanh's derivative.
+    let fc2 = &mut s.fc2[..rows * H2];
+    let classes = w.classes;
+    matmul(
+        fc2,
+        (H2, 1),
+        (seeds, classes, 1),
+        (&w.fc3, 1, classes),
+        [rows, H2, classes],
+    );
+    scale_rows(fc2, &d.fc2[sample * H2..][..H2]);
+    let fc1 = &mut s.fc1[..rows * H1];
+    matmul(fc1, (H1, 1), (fc2, H2, 1), (&w.fc2, 1, H2), [rows, H1, H2]);
+    scale_rows(fc1, &d.fc1[sample * H1..][..H1]);
+    let flat = C2 * P2 * P2;
+    let pool2 = &mut s.pool2[..rows * flat];
+    matmul(
+        pool2,
+        (flat, 1),
+        (fc1, H1, 1),
+        (&w.fc1, 1, H1),
+        [rows, flat, H1],
+    );
+
+    // Pool2's adjoint and conv2's tanh derivative, into the channel-major layout the product
+    // with conv2's kernel matrix reads: [16][rows * 100].
+    let m2 = rows * S2 * S2;
+    let d2 = &d.conv2[sample * C2 * S2 * S2..][..C2 * S2 * S2];
+    let conv2 = &mut s.conv2[..C2 * m2];
+    pool_adjoint(pool2, d2, conv2, rows, C2, S2);
+
+    // Conv2's adjoint: every output position's cotangent times the kernel matrix [16, 150]
+    // gives its patch's contribution, which col2im adds into the 14 x 14 input.
+    let cols2 = &mut s.conv2_cols[..C1 * K * K * m2];
+    matmul(
+        cols2,
+        (1, m2),
+        (conv2, 1, m2),
+        (&w.conv2, C1 * K * K, 1),
+        [m2, C1 * K * K, C2],
+    );
+    let pool1 = &mut s.pool1[..rows * C1 * P1 * P1];
+    pool1.fill(0.0);
+    for ci in 0..C1 {
+        for i in 0..rows {
+            let dst = &mut pool1[(i * C1 + ci) * P1 * P1..][..P1 * P1];
+            col2im(dst, P1, cols2, ci * K * K, m2, i * S2 * S2, S2);
+        }
+    }
+
+    // Pool1's adjoint and conv1's tanh derivative: [6][rows * 784].
+    let m1 = rows * S1 * S1;
+    let d1 = &d.conv1[sample * C1 * S1 * S1..][..C1 * S1 * S1];
+    let conv1 = &mut s.conv1[..C1 * m1];
+    pool_adjoint(pool1, d1, conv1, rows, C1, S1);
+
+    // Conv1's adjoint, the same way, into the 32 x 32 image of each row.
+    let cols1 = &mut s.conv1_cols[..K * K * m1];
+    matmul(
+        cols1,
+        (1, m1),
+        (conv1, 1, m1),
+        (&w.conv1, K * K, 1),
+        [m1, K * K, C1],
+    );
+    for i in 0..rows {
+        let dst = &mut out[i * out_stride..][..PIXELS];
+        dst.fill(0.0);
+        col2im(dst, SIDE, cols1, 0, m1, i * S1 * S1, S1);
+    }
+}
+
+/// `dst = lhs · rhs` for `[m, n, k]`; each matrix is a slice with its (row, column) strides.
+fn matmul(
+    dst: &mut [f32],
+    (dst_rs, dst_cs): (usize, usize),
+    (lhs, lhs_rs, lhs_cs): (&[f32], usize, usize),
+    (rhs, rhs_rs, rhs_cs): (&[f32], usize, usize),
+    [m, n, k]: [usize; 3],
+) {
+    let last = |rs: usize, cs: usize, rows: usize, cols: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(m > 0 && n > 0 && k > 0);
+    assert!(last(dst_rs, dst_cs, m, n) < dst.len());
+    assert!(last(lhs_rs, lhs_cs, m, k) < lhs.len());
+    assert!(last(rhs_rs, rhs_cs, k, n) < rhs.len());
+    // SAFETY: the asserts above keep every element gemm touches inside the three slices, and
+    // `dst` is borrowed mutably, so it does not alias `lhs` or `rhs`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dst_cs as isize,
+            dst_rs as isize,
+            false,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// `x[i, j] *= scale[j]` for each row `i`.
+#[inline(always)]
+fn scale_rows(x: &mut [f32], scale: &[f32]) {
+    for row in x.chunks_exact_mut(scale.len()) {
+        for (v, s) in row.iter_mut().zip(scale) {
+            *v *= s;
+        }
+    }
+}
+
+/// The 2 x 2 average pooling's adjoint times the derivative before it.
+///
+/// `pooled` is `[rows, channels, side / 2, side / 2]`; `derivative` (with the 1/4 folded in)
+/// is `[channels, side, side]`; `dst` is `[channels][rows, side, side]`.
+#[inline(always)]
+fn pool_adjoint(
+    pooled: &[f32],
+    derivative: &[f32],
+    dst: &mut [f32],
+    rows: usize,
+    channels: usize,
+    side: usize,
+) {
+    let half = side / 2;
+    for c in 0..channels {
+        let d = &derivative[c * side * side..][..side * side];
+        for i in 0..rows {
+            let src = &pooled[(i * channels + c) * half * half..][..half * half];
+            let out = &mut dst[(c * rows + i) * side * side..][..side * side];
+            for y in 0..side {
+                let src = &src[(y / 2) * half..][..half];
+                let d = &d[y * side..][..side];
+                let out = &mut out[y * side..][..side];
+                for x in 0..side {
+                    out[x] = src[x / 2] * d[x];
+                }
+            }
+        }
+    }
+}
+
+/// Adds a convolution's patches into its input: the col2im of a stride-1, unpadded 5 x 5
+/// convolution with `out_side x out_side` outputs.
+///
+/// `cols` holds one column of `col_len` values per kernel tap, the taps of one input channel
+/// starting at column `first_col`; this image's outputs start at `offset` in each column.
+/// `dst` is one channel of the input, `in_side x in_side`.
+#[inline(always)]
+fn col2im(
+    dst: &mut [f32],
+    in_side: usize,
+    cols: &[f32],
+    first_col: usize,
+    col_len: usize,
+    offset: usize,
+    out_side: usize,
+) {
+    for ky in 0..K {
+        for kx in 0..K {
+            let col = &cols[(first_col + ky * K + kx) * col_len + offset..][..out_side * out_side];
+            for y in 0..out_side {
+                let src = &col[y * out_side..][..out_side];
+                let dst = &mut dst[(y + ky) * in_side + kx..][..out_side];
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d += s;
+                }
+            }
+        }
+    }
+}
