@@ -174,6 +174,11 @@ fn fails_and_writes_nothing(
     line
 }
 
+/// [`fails_and_writes_nothing`] in a fresh directory, without extra environment.
+fn fails_in_empty_dir(args: &[&str], code: i32, needles: &[&str]) -> String {
+    fails_and_writes_nothing(temp_dir().path(), args, &[], code, needles)
+}
+
 fn temp_dir() -> TempDir {
     tempfile::tempdir().expect("a temporary directory")
 }
@@ -505,11 +510,8 @@ fn input_in_fortran_order_is_refused() {
 
 #[test]
 fn missing_input_file() {
-    let dir = temp_dir();
-    fails_and_writes_nothing(
-        dir.path(),
+    fails_in_empty_dir(
         &["--backend", "flex", "--input", "nowhere.npy"],
-        &[],
         INPUT,
         &["nowhere.npy", "no such file", ".npy"],
     );
@@ -575,11 +577,8 @@ fn input_announcing_more_data_than_memory_fails_without_allocating() {
 
 #[test]
 fn missing_weights_file() {
-    let dir = temp_dir();
-    fails_and_writes_nothing(
-        dir.path(),
+    fails_in_empty_dir(
         &["--backend", "flex", "--weights", "lenet5.pt"],
-        &[],
         WEIGHTS,
         &["lenet5.pt", "PyTorch state_dict", "no such file"],
     );
@@ -737,11 +736,8 @@ fn weights_whose_data_do_not_match_their_shape() {
 
 #[test]
 fn batch_of_zero_is_a_usage_error() {
-    let dir = temp_dir();
-    fails_and_writes_nothing(
-        dir.path(),
+    fails_in_empty_dir(
         &["--backend", "flex", "--batch", "0"],
-        &[],
         USAGE,
         &["'0'", "--batch", "1.."],
     );
@@ -749,11 +745,8 @@ fn batch_of_zero_is_a_usage_error() {
 
 #[test]
 fn unknown_backend_names_the_known_ones() {
-    let dir = temp_dir();
-    fails_and_writes_nothing(
-        dir.path(),
+    fails_in_empty_dir(
         &["--backend", "foo"],
-        &[],
         USAGE,
         &["'foo'", "--backend", "ndarray", "wgpu", "flex"],
     );

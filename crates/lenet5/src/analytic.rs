@@ -14,7 +14,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
-use crate::host::{self, Derivatives, Scratch, Weights, PIXELS, ROW_BLOCK};
+use crate::host::{self, Derivatives, Scratch, Weights, PIXELS};
 use crate::{LeNet5, IMAGE_CHANNELS, IMAGE_SIZE};
 
 impl<B: Backend> LeNet5<B> {
@@ -42,12 +42,7 @@ impl<B: Backend> LeNet5<B> {
             .par_chunks_mut(classes * PIXELS) // [classes, 1024]: one sample
             .enumerate()
             .for_each_init(Scratch::new, |scratch, (b, out)| {
-                for k in (0..classes).step_by(ROW_BLOCK) {
-                    let rows = ROW_BLOCK.min(classes - k);
-                    let seeds = &seeds[k * classes..][..rows * classes];
-                    let out = &mut out[k * PIXELS..];
-                    host::sweep(&weights, &derivatives, b, seeds, out, PIXELS, scratch);
-                }
+                host::sweep(&weights, &derivatives, b, &seeds, out, PIXELS, scratch);
             });
         let shape = [batch, classes, IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE];
         Tensor::from_data(TensorData::new(values, shape), &device)
@@ -78,15 +73,12 @@ impl<B: Backend> LeNet5<B> {
             .enumerate()
             .for_each_init(Scratch::new, |scratch, (b, out)| {
                 for other in 0..batch {
-                    // Sample b''s logits get the cotangent delta(b, b') e_k.
+                    // Sample b''s logits get the cotangent delta(b, b') e_k; row k lands at
+                    // [k, b'].
                     let seeds = if other == b { &identity } else { &zeros };
-                    for k in (0..classes).step_by(ROW_BLOCK) {
-                        let rows = ROW_BLOCK.min(classes - k);
-                        let seeds = &seeds[k * classes..][..rows * classes];
-                        let out = &mut out[(k * batch + other) * PIXELS..];
-                        let stride = batch * PIXELS;
-                        host::sweep(&weights, &derivatives, other, seeds, out, stride, scratch);
-                    }
+                    let out = &mut out[other * PIXELS..];
+                    let stride = batch * PIXELS;
+                    host::sweep(&weights, &derivatives, other, seeds, out, stride, scratch);
                 }
             });
         let shape = [
@@ -103,13 +95,13 @@ impl<B: Backend> LeNet5<B> {
     fn host_weights(&self) -> Weights {
         Weights {
             conv1: to_host(self.conv1.weight.val()),
-            conv1_bias: bias(&self.conv1.bias, 6),
+            conv1_bias: bias(&self.conv1.bias, self.conv1.weight.dims()[0]),
             conv2: to_host(self.conv2.weight.val()),
-            conv2_bias: bias(&self.conv2.bias, 16),
+            conv2_bias: bias(&self.conv2.bias, self.conv2.weight.dims()[0]),
             fc1: to_host(self.fc1.weight.val()),
-            fc1_bias: bias(&self.fc1.bias, 120),
+            fc1_bias: bias(&self.fc1.bias, self.fc1.weight.dims()[1]),
             fc2: to_host(self.fc2.weight.val()),
-            fc2_bias: bias(&self.fc2.bias, 84),
+            fc2_bias: bias(&self.fc2.bias, self.fc2.weight.dims()[1]),
             fc3: to_host(self.fc3.weight.val()),
             classes: self.num_classes(),
         }
@@ -123,10 +115,10 @@ fn to_host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
         .expect("converted to f32")
 }
 
-/// A layer's bias on the host; zeros when the layer has none.
-fn bias<B: Backend>(bias: &Option<Param<Tensor<B, 1>>>, len: usize) -> Vec<f32> {
+/// A layer's bias on the host; `outputs` zeros when the layer has none.
+fn bias<B: Backend>(bias: &Option<Param<Tensor<B, 1>>>, outputs: usize) -> Vec<f32> {
     bias.as_ref()
-        .map_or_else(|| vec![0.0; len], |b| to_host(b.val()))
+        .map_or_else(|| vec![0.0; outputs], |b| to_host(b.val()))
 }
 
 /// The `n x n` identity, row-major.

@@ -18,7 +18,7 @@ use wide::f32x8;
 /// Rows carried back together: all ten logits of a sample in one block. Bounds the scratch
 /// memory of a worker (about 2 MB at 10 rows, most of it the two convolutions' patches);
 /// blocks of 5, 10 and 20 rows measured the same at batch 1024.
-pub(crate) const ROW_BLOCK: usize = 10;
+const ROW_BLOCK: usize = 10;
 
 const C1: usize = 6; // conv1 channels
 const S1: usize = 28; // conv1 output side
@@ -279,11 +279,28 @@ impl Scratch {
     }
 }
 
-/// Carries `rows` cotangents of sample `sample`'s logits back to its input.
+/// Carries `rows` cotangents of sample `sample`'s logits back to its input, [`ROW_BLOCK`]
+/// rows at a time.
 ///
 /// `seeds` is `[rows, classes]`, `d L / d logits` of each row; row `i`'s `d L / d image` is
-/// written to `out[i * out_stride..][..1024]`. `rows <= ROW_BLOCK`.
+/// written to `out[i * out_stride..][..1024]`.
 pub(crate) fn sweep(
+    w: &Weights,
+    d: &Derivatives,
+    sample: usize,
+    seeds: &[f32],
+    out: &mut [f32],
+    out_stride: usize,
+    s: &mut Scratch,
+) {
+    for (block, seeds) in seeds.chunks(ROW_BLOCK * w.classes).enumerate() {
+        let out = &mut out[block * ROW_BLOCK * out_stride..];
+        sweep_block(w, d, sample, seeds, out, out_stride, s);
+    }
+}
+
+/// [`sweep`] of at most [`ROW_BLOCK`] rows, the size of the scratch buffers.
+fn sweep_block(
     w: &Weights,
     d: &Derivatives,
     sample: usize,
