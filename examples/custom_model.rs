@@ -16,7 +16,10 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::backend::Backend;
 use burn::tensor::{activation, Distribution, Tensor};
-use jacobian::{batch_diagonal, full, per_sample, spectral_norms, JacobianConfig, Strategy};
+use jacobian::{
+    batch_diagonal, full, per_sample, spectral_norms, Jacobian, JacobianConfig, Layout,
+    ReverseMode, Strategy,
+};
 
 /// A user's model: `tanh(x W1 + b1) W2 + b2`.
 #[derive(Module, Debug)]
@@ -44,6 +47,10 @@ fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
         .convert::<f64>()
         .into_vec::<f64>()
         .expect("f64 values")
+}
+
+fn host_f32<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().to_vec::<f32>().expect("f32 values")
 }
 
 type B = Autodiff<Flex>;
@@ -94,28 +101,32 @@ fn main() {
         "MLP {inputs} -> tanh({hidden}) -> {outputs} on {batch} samples, on Autodiff<Flex>; \
          Jacobian against W2 diag(1 - tanh^2(W1 x + b1)) W1 (largest |J| {scale:.4}):"
     );
-    let forward = |x| model.forward(x);
+    let x = x.inner();
     for strategy in [Strategy::PerOutput, Strategy::StackedOutputs] {
-        let config = JacobianConfig {
-            strategy,
-            chunk_size: Some(3),
-            ..JacobianConfig::default()
-        };
-        let j = per_sample(forward, x.clone(), &config).expect("per-sample Jacobian");
-        assert_eq!(j.shape, [batch, outputs, inputs]);
-        let error = relative_error(&j.values);
+        let f = ReverseMode::new(|x| model.forward(x)).with_strategy(strategy);
+        let config = JacobianConfig::new().with_chunk_size(Some(3));
+        let j = per_sample::<_, _, 2, 3>(&f, x.clone(), &config).expect("per-sample Jacobian");
+        assert_eq!(j.jacobian.dims(), [batch, outputs, inputs]);
+        let error = relative_error(&host_f32(j.jacobian));
         println!("  per-sample, {strategy:?}, chunks of 3: max error / max |J| = {error:.2e}");
         assert!(error < 1e-5, "{strategy:?}: {error}");
     }
 
-    let whole = full(forward, x, &JacobianConfig::default(), u128::MAX).expect("full Jacobian");
-    assert_eq!(whole.shape, [batch, outputs, batch, inputs]);
-    let diagonal = batch_diagonal(&whole);
+    let f = ReverseMode::new(|x| model.forward(x));
+    let whole = full::<_, _, 2, 4>(&f, x, &JacobianConfig::new())
+        .expect("full Jacobian")
+        .jacobian;
+    assert_eq!(whole.dims(), [batch, outputs, batch, inputs]);
+    let magnitudes = Jacobian::from_tensor(Layout::Full, 0, whole.clone(), &[inputs]).magnitudes();
+    let diagonal = Jacobian::from_tensor(Layout::PerSample, 0, batch_diagonal(whole), &[inputs]);
     let error = relative_error(&diagonal.values);
-    let off = whole.max_abs_off_diagonal().expect("full layout");
+    let off = magnitudes.max_abs_off_diagonal.expect("full layout");
     println!("  full: diagonal blocks max error / max |J| = {error:.2e}, largest |J| off the diagonal = {off:e}");
     assert!(error < 1e-5, "full: {error}");
-    assert_eq!(off, 0.0, "the samples are independent");
+    assert!(
+        magnitudes.off_diagonal_is_zero(),
+        "the samples are independent"
+    );
 
     let norms: Vec<String> = spectral_norms(&diagonal)
         .iter()

@@ -12,16 +12,15 @@
 
 use std::path::PathBuf;
 
-use burn::backend::{Autodiff, Flex};
-use burn::module::Module;
+use burn::backend::Flex;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use image::{DynamicImage, GrayImage, Luma};
-use jacobian::{per_sample, JacobianConfig};
-use lenet5::LeNet5Config;
+use jacobian::{per_sample, Jacobian, JacobianConfig, Layout};
+use lenet5::{LeNet5Config, IMAGE_DIMS};
 use lenet_jacobian::{images, npy, saliency};
 
-type B = Autodiff<Flex>;
+type B = Flex;
 
 /// A point in pixel coordinates.
 type Point = (f32, f32);
@@ -76,15 +75,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let device = Default::default();
     B::seed(&device, 1);
-    let model = LeNet5Config::new().init::<B>(&device).no_grad();
+    let model = LeNet5Config::new().init::<B>(&device);
     let x = Tensor::<B, 4>::from_data(TensorData::new(values.clone(), [batch, 1, 32, 32]), &device);
-    let config = JacobianConfig {
-        with_outputs: true,
-        ..JacobianConfig::default()
-    };
-    let j = per_sample(|x| model.forward(x), x, &config)?;
+    let config = JacobianConfig::new().with_with_outputs(true);
+    let j = per_sample::<_, _, 4, 5>(&model, x, &config)?;
+    let logits = j.outputs.expect("asked for").into_data().to_vec::<f32>()?;
+    let j = Jacobian::from_tensor(Layout::PerSample, 0, j.jacobian, &IMAGE_DIMS);
 
-    let logits = j.outputs.as_deref().expect("asked for");
     for (b, (name, _)) in drawn.iter().enumerate() {
         let row = &logits[b * 10..(b + 1) * 10];
         let top = (0..10).max_by(|&p, &q| row[p].total_cmp(&row[q])).unwrap();

@@ -6,6 +6,7 @@ use burn::backend::wgpu::graphics::{AutoGraphicsApi, GraphicsApi};
 use burn::backend::{ndarray::NdArrayDevice, wgpu::WgpuDevice, Autodiff, Flex, NdArray, Wgpu};
 use burn::tensor::backend::AutodiffBackend;
 use clap::ValueEnum;
+use lenet5::LeNet5Backend;
 
 use crate::error::{AppError, Result};
 
@@ -45,7 +46,10 @@ pub trait BackendJob {
     /// What the job returns.
     type Output;
     /// Runs the job on backend `B`, device `device`.
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Self::Output>;
+    fn run<B>(self, device: B::Device) -> Result<Self::Output>
+    where
+        B: AutodiffBackend,
+        B::InnerBackend: LeNet5Backend;
 }
 
 /// The adapter wgpu would run on, described for the user: `Err` when there is none (no GPU

@@ -4,10 +4,11 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
-use jacobian::{JacobianConfig, Layout};
+use jacobian::{Jacobian, JacobianConfig, Layout, Strategy};
+use lenet5::{LeNet5Backend, IMAGE_DIMS};
 
 use crate::backend::{run_on, wgpu_adapter, BackendJob, BackendKind};
-use crate::compute::{full_layout, per_sample_chunks, Method};
+use crate::compute::{differentiable, Method};
 use crate::error::Result;
 use crate::model::{load_model, Batch};
 
@@ -24,6 +25,8 @@ pub struct Bench {
     pub repeats: usize,
     /// Engine options.
     pub config: JacobianConfig,
+    /// How reverse mode gathers rows.
+    pub strategy: Strategy,
     /// Autodiff engine or LeNet-5's specialised path.
     pub method: Method,
 }
@@ -60,33 +63,34 @@ impl Timings {
 impl BackendJob for &Bench {
     type Output = Vec<f64>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Vec<f64>> {
+    fn run<B>(self, device: B::Device) -> Result<Vec<f64>>
+    where
+        B: AutodiffBackend,
+        B::InnerBackend: LeNet5Backend,
+    {
         let model = load_model::<B>(None, 0, &device)?.no_grad();
-        let x = Batch::random(self.batch, 0).to_tensor::<B>(&device);
+        let f = differentiable(&model, self.method, self.strategy);
+        let x = Batch::random(self.batch, 0).to_tensor::<B::InnerBackend>(&device);
         let once = || -> Result<f64> {
             let start = Instant::now();
+            // Read back to the host, as a caller who writes or reports them gets them.
+            let mut values = Vec::new();
             match self.layout {
                 Layout::PerSample => {
-                    // Collected on the host, as a caller of the engine would get them.
-                    let mut values = Vec::new();
-                    per_sample_chunks(&model, x.clone(), self.method, &self.config, |chunk| {
-                        values.extend_from_slice(chunk.values);
+                    jacobian::per_sample_chunks(f.as_ref(), x.clone(), &self.config, |chunk| {
+                        values.push(Jacobian::from_chunk(chunk, &IMAGE_DIMS));
                         Ok(())
-                    })?;
-                    std::hint::black_box(values);
+                    })?
                 }
                 Layout::Full => {
-                    std::hint::black_box(full_layout(
-                        &model,
-                        x.clone(),
-                        self.method,
-                        &self.config,
-                        u128::MAX,
-                    )?);
+                    jacobian::full_chunks(f.as_ref(), x.clone(), &self.config, |chunk| {
+                        values.push(Jacobian::from_chunk(chunk, &IMAGE_DIMS));
+                        Ok(())
+                    })?
                 }
-            }
-            let seconds = start.elapsed().as_secs_f64();
-            Ok(seconds)
+            };
+            std::hint::black_box(values);
+            Ok(start.elapsed().as_secs_f64())
         };
         once()?; // warm-up: kernels compiled, memory pools filled
         let mut seconds = (0..self.repeats.max(1))
@@ -115,7 +119,7 @@ pub fn json_line(bench: &Bench, timings: &Timings) -> String {
         "batch": bench.batch,
         "layout": bench.layout.to_string(),
         "method": format!("{:?}", bench.method).to_lowercase(),
-        "strategy": format!("{:?}", bench.config.strategy),
+        "strategy": format!("{:?}", bench.strategy),
         "chunk_size": bench.config.chunk_size,
         "repeats": timings.seconds.len(),
         "min_s": timings.min(),

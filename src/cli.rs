@@ -61,13 +61,16 @@ pub struct EngineArgs {
 impl EngineArgs {
     /// The engine's options.
     pub fn config(&self) -> JacobianConfig {
-        JacobianConfig {
-            chunk_size: Some(self.chunk_size as usize),
-            strategy: match self.strategy {
-                StrategyArg::Stacked => Strategy::StackedOutputs,
-                StrategyArg::PerOutput => Strategy::PerOutput,
-            },
-            ..JacobianConfig::default()
+        JacobianConfig::new()
+            .with_chunk_size(Some(self.chunk_size as usize))
+            .with_with_outputs(true)
+    }
+
+    /// How reverse mode gathers rows.
+    pub fn strategy(&self) -> Strategy {
+        match self.strategy {
+            StrategyArg::Stacked => Strategy::StackedOutputs,
+            StrategyArg::PerOutput => Strategy::PerOutput,
         }
     }
 

@@ -4,16 +4,19 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
-use jacobian::{Chunk, Jacobian, JacobianConfig, Layout, Strategy};
-use lenet5::LeNet5;
+use jacobian::{
+    Chunk, Differentiable, Jacobian, JacobianConfig, Layout, Magnitudes, ReverseMode, SinkError,
+    Strategy,
+};
+use lenet5::{LeNet5, LeNet5Backend, IMAGE_DIMS};
 
 use crate::backend::{run_on, BackendJob, BackendKind};
 use crate::error::{AppError, Result};
-use crate::model::{load_model, Batch, SAMPLE_DIMS, SAMPLE_LEN};
+use crate::model::{load_model, Batch};
 use crate::norms::{self, SampleNorms};
-use crate::npy::{self, NpyOutput};
+use crate::npy::NpyOutput;
 use crate::progress::Progress;
 
 /// Samples whose full Jacobian is measured to show the off-diagonal blocks in per-sample runs.
@@ -25,91 +28,26 @@ pub enum Method {
     /// The general engine: Burn's autodiff, per output or with stacked outputs.
     Autodiff,
     /// LeNet-5's specialised path: one forward pass and a hand-written backward sweep, on the
-    /// host CPU whatever the backend.
+    /// backend's device (fused host kernels on the CPU backends).
     Analytic,
 }
 
-/// The per-sample Jacobian of `model` at `x` chunk by chunk, by `method`, handed to `sink`
-/// as the engine's [`per_sample_chunks`](jacobian::per_sample_chunks) does.
-pub fn per_sample_chunks<B, S>(
-    model: &LeNet5<B>,
-    x: Tensor<B, 4>,
+/// LeNet-5 as the engine takes it, computed by `method`; its Jacobians are tensors of the
+/// inner backend, on the model's device.
+pub fn differentiable<'a, B>(
+    model: &'a LeNet5<B>,
     method: Method,
-    config: &JacobianConfig,
-    mut sink: S,
-) -> Result<()>
+    strategy: Strategy,
+) -> Box<dyn Differentiable<B::InnerBackend, 4> + 'a>
 where
     B: AutodiffBackend,
-    S: FnMut(Chunk<'_>) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>,
+    B::InnerBackend: LeNet5Backend,
 {
     match method {
         Method::Autodiff => {
-            jacobian::per_sample_chunks(|x| model.forward(x), x, config, sink)?;
+            Box::new(ReverseMode::new(move |x| model.forward(x)).with_strategy(strategy))
         }
-        Method::Analytic => {
-            let model = model.valid();
-            let x = x.inner();
-            let batch = x.dims()[0];
-            let chunk_size = config.chunk_size.unwrap_or(batch).clamp(1, batch);
-            for start in (0..batch).step_by(chunk_size) {
-                let samples = chunk_size.min(batch - start);
-                let values = model
-                    .input_jacobian(x.clone().narrow(0, start, samples))
-                    .into_data()
-                    .convert::<f32>()
-                    .into_vec::<f32>()
-                    .expect("converted to f32");
-                sink(Chunk {
-                    start,
-                    samples,
-                    outputs: model.num_classes(),
-                    values: &values,
-                    function_outputs: None,
-                })
-                .map_err(|e| AppError::Runtime(e.to_string()))?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The full Jacobian of `model` at `x` by `method`; `max_bytes` bounds its size.
-pub fn full_layout<B: AutodiffBackend>(
-    model: &LeNet5<B>,
-    x: Tensor<B, 4>,
-    method: Method,
-    config: &JacobianConfig,
-    max_bytes: u128,
-) -> Result<Jacobian> {
-    match method {
-        Method::Autodiff => Ok(jacobian::full(|x| model.forward(x), x, config, max_bytes)?),
-        Method::Analytic => {
-            let batch = x.dims()[0];
-            let shape = Layout::Full.shape(batch, model.num_classes(), &SAMPLE_DIMS);
-            let bytes = Layout::Full.bytes(batch, model.num_classes(), &SAMPLE_DIMS);
-            if bytes > max_bytes {
-                return Err(jacobian::JacobianError::TooLarge {
-                    layout: Layout::Full,
-                    shape,
-                    bytes,
-                    limit: max_bytes,
-                }
-                .into());
-            }
-            let values = model
-                .valid()
-                .input_jacobian_full(x.inner())
-                .into_data()
-                .convert::<f32>()
-                .into_vec::<f32>()
-                .expect("converted to f32");
-            Ok(Jacobian {
-                layout: Layout::Full,
-                shape,
-                values,
-                outputs: None,
-            })
-        }
+        Method::Analytic => Box::new(model.valid()),
     }
 }
 
@@ -132,10 +70,10 @@ pub struct Request {
     pub output: Option<PathBuf>,
     /// Engine options.
     pub config: JacobianConfig,
+    /// How reverse mode gathers rows (`--method autodiff`).
+    pub strategy: Strategy,
     /// How the Jacobian is computed.
     pub method: Method,
-    /// Largest full-layout Jacobian accepted, in bytes.
-    pub max_full_bytes: u128,
     /// Compute each sample's norms (`--norms`).
     pub norms: bool,
     /// Samples, from the first, whose per-sample Jacobian is kept even in streamed runs
@@ -150,10 +88,11 @@ pub struct Outcome {
     pub layout: Layout,
     /// Its shape.
     pub shape: Vec<usize>,
-    /// Largest |J| over all entries.
-    pub max_abs: f32,
-    /// Largest |J| off the batch diagonal, and how many samples it was measured over.
-    pub off_diagonal: (f32, usize),
+    /// The sizes of its entries.
+    pub magnitudes: Magnitudes,
+    /// The off-diagonal blocks, measured: the full layout's own, or (per-sample runs) those of
+    /// the full Jacobian of the first [`OFF_DIAGONAL_PROBE`] samples; and over how many samples.
+    pub off_diagonal: (Magnitudes, usize),
     /// Time spent computing the Jacobian (not loading or writing).
     pub elapsed: Duration,
     /// Each sample's norms, when [`Request::norms`] is set.
@@ -165,19 +104,25 @@ pub struct Outcome {
 impl BackendJob for &Request {
     type Output = Outcome;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Outcome> {
+    fn run<B>(self, device: B::Device) -> Result<Outcome>
+    where
+        B: AutodiffBackend,
+        B::InnerBackend: LeNet5Backend,
+    {
         let model = load_model::<B>(self.weights.as_deref(), self.seed, &device)?;
         // Encoded and its directory checked now, written only once everything else succeeded.
         let save_weights = match &self.save_weights {
             Some(path) => Some((
-                npy::AtomicFile::create(path)?,
+                crate::npy::AtomicFile::create(path)?,
                 lenet5::import::to_burnpack_bytes(&model)?,
             )),
             None => None,
         };
         // Input Jacobians never need the weights' gradients: skip computing them.
         let model = model.no_grad();
-        let outcome = self.jacobian(&model, &device)?;
+        let f = differentiable(&model, self.method, self.strategy);
+        let x = self.batch.to_tensor::<B::InnerBackend>(&device);
+        let outcome = self.jacobian(f.as_ref(), x)?;
         if let Some((file, bytes)) = save_weights {
             file.write_all(&bytes)?;
             file.commit()?;
@@ -186,123 +131,145 @@ impl BackendJob for &Request {
     }
 }
 
-impl Request {
-    /// Computes (and writes) the Jacobian with a loaded model.
-    fn jacobian<B: AutodiffBackend>(
-        &self,
-        model: &LeNet5<B>,
-        device: &B::Device,
-    ) -> Result<Outcome> {
-        let forward = |x| model.forward(x);
-        let x = self.batch.to_tensor::<B>(device);
-        let outputs = model.num_classes();
-        let shape = self.layout.shape(self.batch.len, outputs, &SAMPLE_DIMS);
-        match self.layout {
-            Layout::Full => {
-                let bytes = Layout::Full.bytes(self.batch.len, outputs, &SAMPLE_DIMS);
-                if bytes > self.max_full_bytes {
-                    return Err(AppError::Runtime(format!(
-                        "the full Jacobian {} needs {bytes} bytes ({:.1} GiB), more than the {:.1} GiB of memory available; \
-                         use --layout per-sample ({} bytes), the same information when samples are independent",
-                        jacobian::python_shape(&shape),
-                        bytes as f64 / (1u64 << 30) as f64,
-                        self.max_full_bytes as f64 / (1u64 << 30) as f64,
-                        Layout::PerSample.bytes(self.batch.len, outputs, &SAMPLE_DIMS),
-                    )));
-                }
-                let output = match &self.output {
-                    Some(path) => Some(NpyOutput::create(path, &shape)?),
-                    None => None,
-                };
-                let start = Instant::now();
-                let full = full_layout(model, x, self.method, &self.config, self.max_full_bytes)?;
-                let elapsed = start.elapsed();
-                if let Some(mut output) = output {
-                    output.write(&full.values)?;
-                    output.commit()?;
-                }
-                let off_diagonal = full.max_abs_off_diagonal().unwrap_or(0.0);
-                let per_sample = jacobian::batch_diagonal(&full);
-                Ok(Outcome {
-                    layout: Layout::Full,
-                    max_abs: full.max_abs(),
-                    off_diagonal: (off_diagonal, self.batch.len),
-                    elapsed,
-                    norms: self.norms.then(|| norms::of_jacobian(&per_sample)),
-                    first: self.first_samples(outputs, &per_sample.values),
-                    shape,
-                })
-            }
-            Layout::PerSample => {
-                let mut output = match &self.output {
-                    Some(path) => Some(NpyOutput::create(path, &shape)?),
-                    None => None,
-                };
-                let mut sample_norms = self.norms.then(Vec::new);
-                let mut first = Vec::new();
-                let first_len = self.batch.len.min(self.keep_first) * outputs * SAMPLE_LEN;
-                let mut max_abs = 0.0f32;
-                let mut progress = Progress::new(self.batch.len as u64, "samples");
-                let start = Instant::now();
-                per_sample_chunks(model, x.clone(), self.method, &self.config, |chunk| {
-                    max_abs = chunk.values.iter().fold(max_abs, |m, v| m.max(v.abs()));
-                    if let Some(output) = output.as_mut() {
-                        output.write(chunk.values)?;
-                    }
-                    if let Some(sample_norms) = sample_norms.as_mut() {
-                        sample_norms.extend(norms::of_chunk(chunk.values, chunk.samples, outputs));
-                    }
-                    let wanted = (first_len - first.len()).min(chunk.values.len());
-                    first.extend_from_slice(&chunk.values[..wanted]);
-                    progress.advance(chunk.samples as u64);
-                    Ok(())
-                })?;
-                let elapsed = start.elapsed();
-                progress.finish();
-                // Measured, not assumed: the full Jacobian of the first few samples.
-                let probe = self.batch.len.min(OFF_DIAGONAL_PROBE);
-                let probe_config = JacobianConfig {
-                    strategy: Strategy::PerOutput,
-                    ..self.config.clone()
-                };
-                let probe_full = jacobian::full(
-                    forward,
-                    x.narrow(0, 0, probe),
-                    &probe_config,
-                    self.max_full_bytes,
-                )?;
-                // Last, so that a failure above leaves no output behind.
-                if let Some(output) = output {
-                    output.commit()?;
-                }
-                Ok(Outcome {
-                    layout: Layout::PerSample,
-                    max_abs,
-                    off_diagonal: (probe_full.max_abs_off_diagonal().unwrap_or(0.0), probe),
-                    elapsed,
-                    norms: sample_norms,
-                    first: self.first_samples(outputs, &first),
-                    shape,
-                })
-            }
+/// What the chunks of a run leave: the file, the sizes, the norms, the first samples.
+struct Collector {
+    output: Option<NpyOutput>,
+    magnitudes: Magnitudes,
+    norms: Option<Vec<SampleNorms>>,
+    keep_first: usize,
+    first: Option<Jacobian>,
+    progress: Progress,
+}
+
+impl Collector {
+    /// Takes a chunk from the engine: the one place where a chunk leaves the device.
+    fn take<B: Backend, const R: usize>(&mut self, chunk: Chunk<B, R>) -> Result<()> {
+        let chunk = Jacobian::from_chunk(chunk, &IMAGE_DIMS);
+        self.magnitudes.merge(&chunk.magnitudes());
+        if let Some(output) = self.output.as_mut() {
+            output.write(&chunk.values)?;
         }
+        let outputs = chunk.num_outputs();
+        if let Some(norms) = self.norms.as_mut() {
+            norms.extend((0..chunk.samples()).map(|i| norms::of(&chunk.sample_matrix(i), outputs)));
+        }
+        let wanted = self
+            .keep_first
+            .saturating_sub(chunk.start)
+            .min(chunk.samples());
+        if wanted > 0 {
+            let first = self.first.get_or_insert_with(|| Jacobian {
+                layout: Layout::PerSample,
+                start: 0,
+                shape: Layout::PerSample.shape(0, outputs, &IMAGE_DIMS),
+                values: Vec::new(),
+            });
+            for i in 0..wanted {
+                first.values.extend(chunk.sample_matrix(i));
+            }
+            first.shape[0] += wanted;
+        }
+        self.progress.advance(chunk.samples() as u64);
+        Ok(())
     }
 }
 
 impl Request {
-    /// The per-sample Jacobian of the first [`Request::keep_first`] samples out of `values`,
-    /// per-sample values that start with them.
-    fn first_samples(&self, outputs: usize, values: &[f32]) -> Option<Jacobian> {
-        let samples = self.batch.len.min(self.keep_first);
-        if samples == 0 {
-            return None;
+    /// Computes (and writes) the Jacobian of `f` at `x`, streamed chunk by chunk.
+    fn jacobian<B: Backend>(
+        &self,
+        f: &dyn Differentiable<B, 4>,
+        x: Tensor<B, 4>,
+    ) -> Result<Outcome> {
+        let batch = self.batch.len;
+        let outputs = f.forward(x.clone().narrow(0, 0, 1)).dims()[1];
+        let shape = self.layout.shape(batch, outputs, &IMAGE_DIMS);
+        self.check_full_fits(outputs)?;
+        let output = match &self.output {
+            Some(path) => Some(NpyOutput::create(path, &shape)?),
+            None => None,
+        };
+        let mut collector = Collector {
+            output,
+            magnitudes: Magnitudes::default(),
+            norms: self.norms.then(Vec::new),
+            keep_first: self.keep_first.min(batch),
+            first: None,
+            progress: Progress::new(batch as u64, "samples"),
+        };
+        let start = Instant::now();
+        let mut failure = None;
+        let mut sink = |result: Result<()>| -> std::result::Result<(), SinkError> {
+            result.map_err(|e| {
+                let message = e.to_string();
+                failure = Some(e);
+                message.into()
+            })
+        };
+        let streamed = match self.layout {
+            Layout::PerSample => jacobian::per_sample_chunks(f, x.clone(), &self.config, |chunk| {
+                sink(collector.take(chunk))
+            }),
+            Layout::Full => jacobian::full_chunks(f, x.clone(), &self.config, |chunk| {
+                sink(collector.take(chunk))
+            }),
+        };
+        if let Err(e) = streamed {
+            return Err(failure.take().unwrap_or_else(|| e.into()));
         }
-        Some(Jacobian {
-            layout: Layout::PerSample,
-            shape: Layout::PerSample.shape(samples, outputs, &SAMPLE_DIMS),
-            values: values[..samples * outputs * SAMPLE_LEN].to_vec(),
-            outputs: None,
+        let elapsed = start.elapsed();
+        collector.progress.finish();
+        let off_diagonal = match self.layout {
+            Layout::Full => (collector.magnitudes.clone(), batch),
+            // Measured, not assumed: the full Jacobian of the first few samples.
+            Layout::PerSample => {
+                let probe = batch.min(OFF_DIAGONAL_PROBE);
+                let mut magnitudes = Magnitudes::default();
+                jacobian::full_chunks(f, x.narrow(0, 0, probe), &self.config, |chunk| {
+                    magnitudes.merge(&Jacobian::from_chunk(chunk, &IMAGE_DIMS).magnitudes());
+                    Ok(())
+                })?;
+                (magnitudes, probe)
+            }
+        };
+        // Last, so that a failure above leaves no output behind.
+        if let Some(output) = collector.output.take() {
+            output.commit()?;
+        }
+        Ok(Outcome {
+            layout: self.layout,
+            shape,
+            magnitudes: collector.magnitudes,
+            off_diagonal,
+            elapsed,
+            norms: collector.norms,
+            first: collector.first,
         })
+    }
+}
+
+impl Request {
+    /// The full layout is streamed, but offered only when the whole would fit in memory: past
+    /// that, its B^2 x O rows take hours to days, and the per-sample layout holds the same
+    /// information for LeNet-5.
+    fn check_full_fits(&self, outputs: usize) -> Result<()> {
+        let (batch, limit) = match (self.layout, self.config.max_bytes) {
+            (Layout::Full, Some(limit)) => (self.batch.len, limit),
+            _ => return Ok(()),
+        };
+        let bytes = Layout::Full.bytes(batch, outputs, &IMAGE_DIMS);
+        if bytes <= u128::from(limit) {
+            return Ok(());
+        }
+        let gib = |bytes: f64| bytes / (1u64 << 30) as f64;
+        Err(AppError::Runtime(format!(
+            "the full Jacobian {} needs {bytes} bytes ({:.1} GiB), more than the {:.1} GiB of memory available; \
+             use --layout per-sample ({} bytes), the same information when samples are independent",
+            jacobian::python_shape(&Layout::Full.shape(batch, outputs, &IMAGE_DIMS)),
+            gib(bytes as f64),
+            gib(limit as f64),
+            Layout::PerSample.bytes(batch, outputs, &IMAGE_DIMS),
+        )))
     }
 }
 

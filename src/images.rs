@@ -15,10 +15,10 @@ use std::path::{Path, PathBuf};
 
 use image::imageops::{self, FilterType};
 use image::{DynamicImage, ImageBuffer, ImageReader, Luma};
-use lenet5::IMAGE_SIZE;
+use lenet5::{IMAGE_LEN, IMAGE_SIZE};
 
 use crate::error::{AppError, Result};
-use crate::model::{Batch, SAMPLE_LEN};
+use crate::model::Batch;
 
 /// Side of an MNIST digit, padded to [`IMAGE_SIZE`].
 pub const MNIST_SIZE: usize = 28;
@@ -67,7 +67,7 @@ pub fn list(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Reads the images of `dir` as a batch (see the [module documentation](self) for the rule).
 pub fn load_dir(dir: &Path) -> Result<ImageBatch> {
     let files = list(dir)?;
-    let mut values = Vec::with_capacity(files.len() * SAMPLE_LEN);
+    let mut values = Vec::with_capacity(files.len() * IMAGE_LEN);
     let mut names = Vec::with_capacity(files.len());
     for path in &files {
         values.extend(to_sample(&read(path)?));

@@ -63,15 +63,15 @@ fn one_line(rendered: &str) -> String {
         .join(" ")
 }
 
-/// Memory the full layout may take: what the system reports available, less a margin for
-/// the model and the backend.
-fn max_full_bytes() -> u128 {
+/// Memory the Jacobian may take: what the system reports available, less a margin for the
+/// model and the backend.
+fn max_jacobian_bytes() -> u64 {
     let available_kib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|info| {
             info.lines()
                 .find(|l| l.starts_with("MemAvailable:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u128>().ok())
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         });
     match available_kib {
         Some(kib) => kib * 1024 * 3 / 4,
@@ -119,9 +119,12 @@ fn compute(args: &ComputeArgs) -> Result<()> {
         save_weights: args.save_weights.clone(),
         layout: args.engine.layout(),
         output: args.output.clone(),
-        config: args.engine.config(),
+        config: args
+            .engine
+            .config()
+            .with_max_bytes(Some(max_jacobian_bytes())),
+        strategy: args.engine.strategy(),
         method: args.engine.method,
-        max_full_bytes: max_full_bytes(),
         norms: args.norms,
         keep_first,
     };
@@ -165,10 +168,10 @@ fn print_norms_and_write_saliency(
     let outputs = outcome.shape[1];
     if let Some(norms) = &outcome.norms {
         println!();
-        print!("{}", norms::table(norms, outputs, model::SAMPLE_LEN, names));
+        print!("{}", norms::table(norms, outputs, lenet5::IMAGE_LEN, names));
     }
     if let (Some(file), Some(first)) = (saliency_file, &outcome.first) {
-        let rows = first.batch();
+        let rows = first.samples();
         if rows < request.batch.len {
             eprintln!(
                 "note: --saliency draws the first {rows} of the {} samples",
@@ -176,7 +179,7 @@ fn print_norms_and_write_saliency(
             );
         }
         let path = file.target().to_path_buf();
-        let inputs = &request.batch.values[..rows * model::SAMPLE_LEN];
+        let inputs = &request.batch.values[..rows * lenet5::IMAGE_LEN];
         saliency::write(file, inputs, first)?;
         println!(
             "saliency maps of {rows} sample(s) x {outputs} classes written to {}",
@@ -193,6 +196,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
         layout: args.engine.layout(),
         repeats: args.repeats as usize,
         config: args.engine.config(),
+        strategy: args.engine.strategy(),
         method: args.engine.method,
     };
     let timings = bench::run(&bench)?;
@@ -203,7 +207,7 @@ fn bench(args: &BenchArgs) -> Result<()> {
             "{} {} {} batch {} on {} ({}): min {:.4} s, median {:.4} s, max {:.4} s over {} runs",
             bench.layout,
             format!("{:?}", bench.method).to_lowercase(),
-            format!("{:?}", bench.config.strategy).to_lowercase(),
+            format!("{:?}", bench.strategy).to_lowercase(),
             bench.batch,
             bench.backend,
             timings.device,

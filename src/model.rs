@@ -6,15 +6,11 @@ use std::sync::Mutex;
 use burn::backend::{ndarray::NdArrayDevice, NdArray};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use lenet5::{import, LeNet5, LeNet5Config, IMAGE_CHANNELS, IMAGE_SIZE};
+use lenet5::{import, LeNet5, LeNet5Config, IMAGE_CHANNELS, IMAGE_DIMS, IMAGE_LEN, IMAGE_SIZE};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::error::{AppError, Result};
 
-/// The shape of one LeNet-5 input sample: `[1, 32, 32]`.
-pub const SAMPLE_DIMS: [usize; 3] = [IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE];
-/// Entries of one sample.
-pub const SAMPLE_LEN: usize = IMAGE_CHANNELS * IMAGE_SIZE * IMAGE_SIZE;
 /// Names of a sample's axes, for the axis table.
 pub const SAMPLE_AXIS_NAMES: [&str; 3] = ["channel", "row", "column"];
 
@@ -32,7 +28,7 @@ impl Batch {
     /// every backend and platform.
     pub fn random(batch: usize, seed: u64) -> Batch {
         let mut rng = StdRng::seed_from_u64(seed);
-        let values = (0..batch * SAMPLE_LEN)
+        let values = (0..batch * IMAGE_LEN)
             .map(|_| rng.random::<f32>())
             .collect();
         Batch { len: batch, values }
@@ -48,8 +44,8 @@ impl Batch {
     ) -> Result<Batch> {
         let fail = |what: String| AppError::Input(format!("{}: {what}", source.display()));
         match shape {
-            [n, rest @ ..] if rest == SAMPLE_DIMS && *n > 0 => {}
-            [0, rest @ ..] if rest == SAMPLE_DIMS => {
+            [n, rest @ ..] if rest == IMAGE_DIMS && *n > 0 => {}
+            [0, rest @ ..] if rest == IMAGE_DIMS => {
                 return Err(fail(format!(
                     "shape {shape:?} is an empty batch, expected [N, 1, 32, 32] with N >= 1"
                 )))
@@ -66,11 +62,11 @@ impl Batch {
                 )));
             }
         }
-        if values.len() != shape[0] * SAMPLE_LEN {
+        if values.len() != shape[0] * IMAGE_LEN {
             return Err(fail(format!(
                 "{} values for shape {shape:?}, expected {}",
                 values.len(),
-                shape[0] * SAMPLE_LEN
+                shape[0] * IMAGE_LEN
             )));
         }
         let batch = Batch {
@@ -93,7 +89,7 @@ impl Batch {
             return Ok(());
         };
         let count = 1 + bad.count();
-        let (n, rest) = (first / SAMPLE_LEN, first % SAMPLE_LEN);
+        let (n, rest) = (first / IMAGE_LEN, first % IMAGE_LEN);
         let (c, h, w) = (
             rest / (IMAGE_SIZE * IMAGE_SIZE),
             rest / IMAGE_SIZE % IMAGE_SIZE,

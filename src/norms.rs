@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use jacobian::{frobenius_norm, spectral_norm, Jacobian};
+use jacobian::{frobenius_norm, spectral_norm};
 
 /// The norms of one sample's Jacobian matrix.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -14,31 +14,12 @@ pub struct SampleNorms {
     pub spectral: f64,
 }
 
-/// The norms of each sample of a chunk of per-sample Jacobian values,
-/// `[samples, outputs, input_len]` row-major.
-pub fn of_chunk(values: &[f32], samples: usize, outputs: usize) -> Vec<SampleNorms> {
-    if samples == 0 {
-        return Vec::new();
+/// The norms of one sample's `outputs x input_len` Jacobian matrix, row-major.
+pub fn of(matrix: &[f32], outputs: usize) -> SampleNorms {
+    SampleNorms {
+        frobenius: frobenius_norm(matrix),
+        spectral: spectral_norm(matrix, outputs),
     }
-    values
-        .chunks_exact(values.len() / samples)
-        .map(|matrix| SampleNorms {
-            frobenius: frobenius_norm(matrix),
-            spectral: spectral_norm(matrix, outputs),
-        })
-        .collect()
-}
-
-/// The norms of each sample of a Jacobian (either layout).
-pub fn of_jacobian(jacobian: &Jacobian) -> Vec<SampleNorms> {
-    jacobian::frobenius_norms(jacobian)
-        .into_iter()
-        .zip(jacobian::spectral_norms(jacobian))
-        .map(|(frobenius, spectral)| SampleNorms {
-            frobenius,
-            spectral,
-        })
-        .collect()
 }
 
 /// The table printed by `--norms`; `names` labels the samples (the files of `--images`).
@@ -84,10 +65,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunk_norms_are_per_sample() {
+    fn norms_of_each_sample_and_their_table() {
         // Two samples of a 2 x 2 Jacobian: diag(3, 4) and all ones.
-        let values = [3.0, 0.0, 0.0, 4.0, 1.0, 1.0, 1.0, 1.0];
-        let norms = of_chunk(&values, 2, 2);
+        let norms = [of(&[3.0, 0.0, 0.0, 4.0], 2), of(&[1.0, 1.0, 1.0, 1.0], 2)];
         assert!((norms[0].frobenius - 5.0).abs() < 1e-12);
         assert!((norms[0].spectral - 4.0).abs() < 1e-12);
         assert!((norms[1].frobenius - 2.0).abs() < 1e-12);

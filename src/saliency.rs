@@ -131,7 +131,7 @@ pub fn render(inputs: &[f32], jacobian: &Jacobian) -> RgbImage {
             jacobian.input_dims()
         );
     };
-    let (samples, outputs, plane) = (jacobian.batch(), jacobian.num_outputs(), height * width);
+    let (samples, outputs, plane) = (jacobian.samples(), jacobian.num_outputs(), height * width);
     let sample_len = channels * plane;
     assert_eq!(
         inputs.len(),
@@ -260,9 +260,9 @@ mod tests {
         }
         Jacobian {
             layout: Layout::PerSample,
+            start: 0,
             shape: vec![2, 2, 1, 2, 3],
             values,
-            outputs: None,
         }
     }
 

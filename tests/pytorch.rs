@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
-use jacobian::{full, per_sample, JacobianConfig};
+use jacobian::{full, per_sample, JacobianConfig, Strategy};
+use lenet5::LeNet5Backend;
 use lenet_jacobian::backend::{run_on, BackendJob};
+use lenet_jacobian::compute::{differentiable, Method};
 use lenet_jacobian::error::Result;
 use lenet_jacobian::model::{load_model, Batch};
 
@@ -37,29 +39,34 @@ type Computed = Vec<(&'static str, &'static str, Vec<f32>)>;
 
 impl BackendJob for &FromFiles {
     type Output = Computed;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Computed> {
+    fn run<B>(self, device: B::Device) -> Result<Computed>
+    where
+        B: AutodiffBackend,
+        B::InnerBackend: LeNet5Backend,
+    {
         let model = load_model::<B>(Some(&self.weights), 0, &device)?.no_grad();
         let (shape, values) = read_npy(&self.input);
-        let x = Batch::from_array(&self.input, &shape, values, false)?.to_tensor::<B>(&device);
+        let batch = Batch::from_array(&self.input, &shape, values, false)?;
+        let x = batch.to_tensor::<B::InnerBackend>(&device);
         let host = |data: burn::tensor::TensorData| data.to_vec::<f32>().unwrap();
-        let logits = host(model.forward(x.clone()).into_data());
-        let config = JacobianConfig::default();
-        let ps = per_sample(|x| model.forward(x), x.clone(), &config)?;
-        let fl = full(|x| model.forward(x), x.clone(), &config, u128::MAX)?;
-        let valid = model.valid();
-        let analytic_ps = host(valid.input_jacobian(x.clone().inner()).into_data());
-        let analytic_fl = host(valid.input_jacobian_full(x.inner()).into_data());
-        Ok(vec![
-            ("logits", "logits.npy", logits),
-            ("autodiff per-sample", "jacobian_per_sample.npy", ps.values),
-            ("autodiff full", "jacobian_full.npy", fl.values),
-            (
-                "analytic per-sample",
+        let logits = host(model.valid().forward(x.clone()).into_data());
+        let config = JacobianConfig::new();
+        let mut computed = vec![("logits", "logits.npy", logits)];
+        for (method, per_sample_name, full_name) in [
+            (Method::Autodiff, "autodiff per-sample", "autodiff full"),
+            (Method::Analytic, "analytic per-sample", "analytic full"),
+        ] {
+            let f = differentiable(&model, method, Strategy::default());
+            let ps = per_sample::<_, _, 4, 5>(f.as_ref(), x.clone(), &config)?.jacobian;
+            let fl = full::<_, _, 4, 6>(f.as_ref(), x.clone(), &config)?.jacobian;
+            computed.push((
+                per_sample_name,
                 "jacobian_per_sample.npy",
-                analytic_ps,
-            ),
-            ("analytic full", "jacobian_full.npy", analytic_fl),
-        ])
+                host(ps.into_data()),
+            ));
+            computed.push((full_name, "jacobian_full.npy", host(fl.into_data())));
+        }
+        Ok(computed)
     }
 }
 

@@ -84,14 +84,6 @@ impl Layout {
         }
         axes
     }
-
-    /// The other layout.
-    pub fn other(self) -> Layout {
-        match self {
-            Layout::Full => Layout::PerSample,
-            Layout::PerSample => Layout::Full,
-        }
-    }
 }
 
 impl fmt::Display for Layout {

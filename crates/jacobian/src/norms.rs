@@ -24,12 +24,13 @@ use nalgebra::DMatrix;
 
 use crate::Jacobian;
 
-/// The Frobenius norm of each sample's `O x input_len` Jacobian matrix, in sample order.
+/// The Frobenius norm of each sample's `O x input_len` Jacobian matrix, in sample order (of
+/// the samples held).
 ///
 /// Works for both layouts: a full Jacobian's off-diagonal blocks (`b != b'`) are not part of
 /// sample `b`'s matrix.
 pub fn frobenius_norms(jacobian: &Jacobian) -> Vec<f64> {
-    (0..jacobian.batch())
+    (0..jacobian.samples())
         .map(|b| frobenius_norm(&jacobian.sample_matrix(b)))
         .collect()
 }
@@ -38,7 +39,7 @@ pub fn frobenius_norms(jacobian: &Jacobian) -> Vec<f64> {
 /// matrix, in sample order. Works for both layouts, like [`frobenius_norms`].
 pub fn spectral_norms(jacobian: &Jacobian) -> Vec<f64> {
     let outputs = jacobian.num_outputs();
-    (0..jacobian.batch())
+    (0..jacobian.samples())
         .map(|b| spectral_norm(&jacobian.sample_matrix(b), outputs))
         .collect()
 }
@@ -149,8 +150,8 @@ mod tests {
         let j = Jacobian {
             layout: Layout::PerSample,
             shape: vec![2, 2, 2],
+            start: 0,
             values: samples().concat(),
-            outputs: None,
         };
         let (fro, spec) = (frobenius_norms(&j), spectral_norms(&j));
         assert!(close(fro[0], 5.0) && close(fro[1], 2.0), "{fro:?}");
@@ -171,8 +172,8 @@ mod tests {
         let j = Jacobian {
             layout: Layout::Full,
             shape: vec![2, 2, 2, 2],
+            start: 0,
             values,
-            outputs: None,
         };
         let (fro, spec) = (frobenius_norms(&j), spectral_norms(&j));
         assert!(close(fro[0], 5.0) && close(fro[1], 2.0), "{fro:?}");

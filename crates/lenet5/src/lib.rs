@@ -13,6 +13,11 @@
 //! This crate depends on `burn` without any backend feature: the program that embeds it picks
 //! the backend.
 //!
+//! Its input Jacobians ([`LeNet5`] implements [`jacobian::Differentiable`]) are computed by
+//! the backend extension [`LeNet5Backend`]: written in tensor ops, on the backend's device, for
+//! any backend; with the `host` feature, Flex and NdArray compute them with fused kernels on
+//! the host CPU instead (see [`LeNet5Backend`]).
+//!
 //! ```
 //! use burn::backend::NdArray;
 //! use burn::tensor::{Distribution, Tensor};
@@ -25,10 +30,14 @@
 //! assert_eq!(logits.dims(), [3, 10]);
 //! ```
 
-mod analytic;
+mod backend;
+#[cfg(feature = "host")]
 mod host;
 #[cfg(feature = "import")]
 pub mod import;
+pub mod tensor_ops;
+
+pub use backend::LeNet5Backend;
 
 use burn::config::Config;
 use burn::module::Module;
@@ -39,12 +48,38 @@ use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+// LeNet-5's sizes, the one place they are stated.
+
 /// Height and width of the images LeNet-5 takes.
 pub const IMAGE_SIZE: usize = 32;
 /// Channels of the images LeNet-5 takes (grayscale).
 pub const IMAGE_CHANNELS: usize = 1;
-/// Features after the second pooling layer: 16 channels of 5 x 5.
-pub const FLAT_FEATURES: usize = 16 * 5 * 5;
+/// The shape of one input image: `[1, 32, 32]`.
+pub const IMAGE_DIMS: [usize; 3] = [IMAGE_CHANNELS, IMAGE_SIZE, IMAGE_SIZE];
+/// Values in one input image.
+pub const IMAGE_LEN: usize = IMAGE_CHANNELS * IMAGE_SIZE * IMAGE_SIZE;
+/// Side of both convolutions' square kernels (stride 1, no padding).
+pub const KERNEL_SIZE: usize = 5;
+/// Side of both average poolings' windows (and their stride).
+pub const POOL_SIZE: usize = 2;
+/// Output channels of the first convolution.
+pub const CONV1_CHANNELS: usize = 6;
+/// Output channels of the second convolution.
+pub const CONV2_CHANNELS: usize = 16;
+/// Side of the first convolution's output: 28.
+pub const CONV1_SIZE: usize = IMAGE_SIZE - KERNEL_SIZE + 1;
+/// Side of the first pooling's output: 14.
+pub const POOL1_SIZE: usize = CONV1_SIZE / POOL_SIZE;
+/// Side of the second convolution's output: 10.
+pub const CONV2_SIZE: usize = POOL1_SIZE - KERNEL_SIZE + 1;
+/// Side of the second pooling's output: 5.
+pub const POOL2_SIZE: usize = CONV2_SIZE / POOL_SIZE;
+/// Features after the second pooling layer, flattened: 16 channels of 5 x 5.
+pub const FLAT_FEATURES: usize = CONV2_CHANNELS * POOL2_SIZE * POOL2_SIZE;
+/// Units of the first hidden linear layer.
+pub const FC1_UNITS: usize = 120;
+/// Units of the second hidden linear layer.
+pub const FC2_UNITS: usize = 84;
 
 /// Configuration of [`LeNet5`].
 #[derive(Config, Debug)]
@@ -75,9 +110,11 @@ pub struct LeNet5<B: Backend> {
     pub fc2: Linear<B>,
     /// Linear(84 -> num_classes): PyTorch's `classifier.4`.
     pub fc3: Linear<B>,
-    pool: AvgPool2d,
-    activation: Tanh,
+    pub(crate) pool: AvgPool2d,
+    pub(crate) activation: Tanh,
 }
+
+const KERNEL: [usize; 2] = [KERNEL_SIZE, KERNEL_SIZE];
 
 impl LeNet5Config {
     /// Creates a LeNet-5 with freshly initialised parameters on `device`.
@@ -87,12 +124,12 @@ impl LeNet5Config {
     /// `B::seed(&device, seed)` first for reproducible weights.
     pub fn init<B: Backend>(&self, device: &B::Device) -> LeNet5<B> {
         LeNet5 {
-            conv1: Conv2dConfig::new([IMAGE_CHANNELS, 6], [5, 5]).init(device),
-            conv2: Conv2dConfig::new([6, 16], [5, 5]).init(device),
-            fc1: LinearConfig::new(FLAT_FEATURES, 120).init(device),
-            fc2: LinearConfig::new(120, 84).init(device),
-            fc3: LinearConfig::new(84, self.num_classes).init(device),
-            pool: AvgPool2dConfig::new([2, 2]).init(),
+            conv1: Conv2dConfig::new([IMAGE_CHANNELS, CONV1_CHANNELS], KERNEL).init(device),
+            conv2: Conv2dConfig::new([CONV1_CHANNELS, CONV2_CHANNELS], KERNEL).init(device),
+            fc1: LinearConfig::new(FLAT_FEATURES, FC1_UNITS).init(device),
+            fc2: LinearConfig::new(FC1_UNITS, FC2_UNITS).init(device),
+            fc3: LinearConfig::new(FC2_UNITS, self.num_classes).init(device),
+            pool: AvgPool2dConfig::new([POOL_SIZE, POOL_SIZE]).init(),
             activation: Tanh::new(),
         }
     }

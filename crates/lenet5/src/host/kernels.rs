@@ -1,8 +1,9 @@
-//! LeNet-5's input Jacobian on the host CPU: one forward pass keeping tanh's derivative at
-//! every hidden unit, then cotangents of the logits carried back to the input through the
-//! layers' adjoints, a block of rows at a time.
+//! The host kernels: one forward pass keeping tanh's derivative at every hidden unit (and the
+//! logits), then cotangents of the logits carried back to the input through the layers'
+//! adjoints, a block of rows at a time.
 //!
-//! Why on the host rather than with tensor ops: per sample, both passes are a few small matrix
+//! Why a forward pass of its own rather than `LeNet5::forward` on the backend, and kernels
+//! rather than tensor ops: per sample, both passes are a few small matrix
 //! products (a convolution is a product with its kernel matrix on the patches, "im2col"; its
 //! adjoint the product the other way followed by a scatter of the patches, "col2im") with
 //! element-wise steps in between. With tensor ops each step is a kernel launch and a pass over
@@ -15,25 +16,23 @@
 use rayon::prelude::*;
 use wide::f32x8;
 
+use crate::{
+    CONV1_CHANNELS as C1, CONV1_SIZE as S1, CONV2_CHANNELS as C2, CONV2_SIZE as S2,
+    FC1_UNITS as H1, FC2_UNITS as H2, IMAGE_LEN as PIXELS, IMAGE_SIZE as SIDE, KERNEL_SIZE as K,
+    POOL1_SIZE as P1, POOL2_SIZE as P2, POOL_SIZE,
+};
+
 /// Rows carried back together: all ten logits of a sample in one block. Bounds the scratch
 /// memory of a worker (about 2 MB at 10 rows, most of it the two convolutions' patches);
 /// blocks of 5, 10 and 20 rows measured the same at batch 1024.
 const ROW_BLOCK: usize = 10;
 
-const C1: usize = 6; // conv1 channels
-const S1: usize = 28; // conv1 output side
-const P1: usize = 14; // pool1 output side
-const C2: usize = 16; // conv2 channels
-const S2: usize = 10; // conv2 output side
-const P2: usize = 5; // pool2 output side
-const K: usize = 5; // kernel side
-const H1: usize = 120; // fc1 outputs
-const H2: usize = 84; // fc2 outputs
-const SIDE: usize = 32; // input side
-/// Input values per sample (one channel of 32 x 32).
-pub(crate) const PIXELS: usize = SIDE * SIDE;
+/// The pooling adjoint's factor, 1 / (window size): 1/4, a power of two, so folding it into
+/// tanh's derivative rounds as applying it apart would.
+const POOL_FACTOR: f32 = 1.0 / (POOL_SIZE * POOL_SIZE) as f32;
+const _: () = assert!(POOL_SIZE == 2, "the kernels below pool windows of 2 x 2");
 
-/// LeNet-5's parameters, row-major in Burn's layouts (fc3's bias does not enter the Jacobian).
+/// LeNet-5's parameters, row-major in Burn's layouts.
 pub(crate) struct Weights {
     /// `[6, 1, 5, 5]`
     pub conv1: Vec<f32>,
@@ -53,14 +52,17 @@ pub(crate) struct Weights {
     pub fc2_bias: Vec<f32>,
     /// `[84, classes]`
     pub fc3: Vec<f32>,
+    /// `[classes]`
+    pub fc3_bias: Vec<f32>,
     pub classes: usize,
 }
 
-/// Tanh's derivative at each hidden unit of one forward pass, per sample.
+/// What the forward pass keeps, per sample: tanh's derivative at each hidden unit, and the
+/// logits.
 ///
-/// The convolution stages hold `(1 - t^2) / 4`: the 1/4 of the following 2 x 2 average
-/// pooling's adjoint is folded in (a power of two, so the product rounds as it would apart).
-pub(crate) struct Derivatives {
+/// The convolution stages hold `(1 - t^2) / 4`: the [`POOL_FACTOR`] of the following average
+/// pooling's adjoint is folded in.
+pub(crate) struct Forward {
     /// `[batch, 6, 28, 28]`
     pub conv1: Vec<f32>,
     /// `[batch, 16, 10, 10]`
@@ -69,28 +71,31 @@ pub(crate) struct Derivatives {
     pub fc1: Vec<f32>,
     /// `[batch, 84]`
     pub fc2: Vec<f32>,
+    /// `[batch, classes]`
+    pub logits: Vec<f32>,
 }
 
-impl Derivatives {
+impl Forward {
     /// The forward pass of every sample of `images` (`[batch, 1, 32, 32]`), in parallel.
     pub fn new(w: &Weights, images: &[f32]) -> Self {
         let batch = images.len() / PIXELS;
-        let mut d = Derivatives {
+        let mut d = Forward {
             conv1: vec![0.0; batch * C1 * S1 * S1],
             conv2: vec![0.0; batch * C2 * S2 * S2],
             fc1: vec![0.0; batch * H1],
             fc2: vec![0.0; batch * H2],
+            logits: vec![0.0; batch * w.classes],
         };
         (
             images.par_chunks(PIXELS),
             d.conv1.par_chunks_mut(C1 * S1 * S1),
             d.conv2.par_chunks_mut(C2 * S2 * S2),
             d.fc1.par_chunks_mut(H1),
-            d.fc2.par_chunks_mut(H2),
+            (d.fc2.par_chunks_mut(H2), d.logits.par_chunks_mut(w.classes)),
         )
             .into_par_iter()
-            .for_each_init(ForwardScratch::new, |s, (x, d1, d2, e1, e2)| {
-                forward(w, x, s, [d1, d2, e1, e2]);
+            .for_each_init(ForwardScratch::new, |s, (x, d1, d2, e1, (e2, logits))| {
+                forward(w, x, s, [d1, d2, e1, e2], logits);
             });
         d
     }
@@ -123,9 +128,15 @@ impl ForwardScratch {
     }
 }
 
-/// One sample's forward pass, as `LeNet5::forward` computes it, up to the last hidden layer;
-/// writes tanh's derivatives (see [`Derivatives`]) to `[conv1, conv2, fc1, fc2]`.
-fn forward(w: &Weights, x: &[f32], s: &mut ForwardScratch, [d1, d2, e1, e2]: [&mut [f32]; 4]) {
+/// One sample's forward pass, as `LeNet5::forward` computes it (a test holds them equal);
+/// writes tanh's derivatives (see [`Forward`]) to `[conv1, conv2, fc1, fc2]` and the logits.
+fn forward(
+    w: &Weights,
+    x: &[f32],
+    s: &mut ForwardScratch,
+    [d1, d2, e1, e2]: [&mut [f32]; 4],
+    logits: &mut [f32],
+) {
     let conv1 = Conv {
         kernels: &w.conv1,
         bias: &w.conv1_bias,
@@ -141,6 +152,7 @@ fn forward(w: &Weights, x: &[f32], s: &mut ForwardScratch, [d1, d2, e1, e2]: [&m
     // pool2 is already the flattened [16, 5, 5] fc1 takes.
     linear_tanh(&s.pool2, &w.fc1, &w.fc1_bias, &mut s.fc1, e1);
     linear_tanh(&s.fc1, &w.fc2, &w.fc2_bias, &mut s.fc2, e2);
+    linear(&s.fc2, &w.fc3, &w.fc3_bias, logits);
 }
 
 /// A stride-1, unpadded 5 x 5 convolution of one sample.
@@ -178,9 +190,24 @@ impl Conv<'_> {
         );
         bias_tanh(conv, self.bias);
         for (d, t) in derivative.iter_mut().zip(conv.iter()) {
-            *d = (1.0 - t * t) * 0.25;
+            *d = (1.0 - t * t) * POOL_FACTOR;
         }
         avg_pool(conv, pooled, out_channels, out_side);
+    }
+}
+
+/// `out = x W + b` for one sample, with Burn's `[in, out]` weight `W`.
+fn linear(x: &[f32], weight: &[f32], bias: &[f32], out: &mut [f32]) {
+    let (inputs, outputs) = (x.len(), out.len());
+    matmul(
+        out,
+        (outputs, 1),
+        (x, inputs, 1),
+        (weight, outputs, 1),
+        [1, outputs, inputs],
+    );
+    for (o, b) in out.iter_mut().zip(bias) {
+        *o += b;
     }
 }
 
@@ -245,7 +272,7 @@ fn avg_pool(x: &[f32], out: &mut [f32], channels: usize, side: usize) {
             let (top, bottom) = (&x[2 * i * side..][..side], &x[(2 * i + 1) * side..][..side]);
             for j in 0..half {
                 let sum = top[2 * j] + top[2 * j + 1] + bottom[2 * j] + bottom[2 * j + 1];
-                out[i * half + j] = sum / 4.0;
+                out[i * half + j] = sum * POOL_FACTOR;
             }
         }
     }
@@ -286,7 +313,7 @@ impl Scratch {
 /// written to `out[i * out_stride..][..1024]`.
 pub(crate) fn sweep(
     w: &Weights,
-    d: &Derivatives,
+    d: &Forward,
     sample: usize,
     seeds: &[f32],
     out: &mut [f32],
@@ -302,7 +329,7 @@ pub(crate) fn sweep(
 /// [`sweep`] of at most [`ROW_BLOCK`] rows, the size of the scratch buffers.
 fn sweep_block(
     w: &Weights,
-    d: &Derivatives,
+    d: &Forward,
     sample: usize,
     seeds: &[f32],
     out: &mut [f32],

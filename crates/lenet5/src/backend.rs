@@ -1,0 +1,148 @@
+//! LeNet-5's input Jacobian as a backend extension: one body in tensor ops for every backend,
+//! overridden where a backend has a faster way, and the seam the `jacobian` engine drives.
+
+use std::ops::Range;
+
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use jacobian::{Differentiable, JacobianError, PerSample};
+
+use crate::{tensor_ops, LeNet5};
+
+/// A backend that computes LeNet-5's input Jacobians: Burn's [`Backend`] extended, as Burn's
+/// custom kernels and `burn-vision` extend it.
+///
+/// The default bodies ([`tensor_ops`](crate::tensor_ops)) are written in Burn tensor ops and
+/// run on the backend's device: one forward pass keeping tanh's derivatives, then every
+/// cotangent carried back to the input through the layers' adjoints as one batch of rows.
+/// With the crate's `host` feature, Flex and NdArray override them with fused kernels on the
+/// host CPU, several times faster there; `Autodiff<B>` delegates to its inner backend (an
+/// input Jacobian is a value, not something to differentiate again).
+///
+/// Implemented, each behind the crate feature of the same name, for Burn's `NdArray`, `Flex`
+/// and `Wgpu` (`f32`), and for `Autodiff` of any of them. Another backend gets the tensor-op
+/// bodies with an empty impl in a crate that owns the backend type or a wrapper of it.
+///
+/// Use it through the [`jacobian`] engine, which checks shapes and chunks the batch:
+///
+/// ```
+/// use burn::backend::NdArray;
+/// use burn::tensor::{Distribution, Tensor};
+/// use jacobian::{full, per_sample, JacobianConfig};
+/// use lenet5::LeNet5Config;
+///
+/// let device = Default::default();
+/// let model = LeNet5Config::new().init::<NdArray>(&device);
+/// let images = Tensor::<NdArray, 4>::random([3, 1, 32, 32], Distribution::Default, &device);
+/// let config = JacobianConfig::new();
+/// // [batch, classes, 1, 32, 32]: d logits[b, k] / d images[b, ...].
+/// let j = per_sample::<_, _, 4, 5>(&model, images.clone(), &config).unwrap().jacobian;
+/// assert_eq!(j.dims(), [3, 10, 1, 32, 32]);
+/// // torch.autograd.functional.jacobian's layout: [batch, classes, batch, 1, 32, 32].
+/// let j = full::<_, _, 4, 6>(&model, images, &config).unwrap().jacobian;
+/// assert_eq!(j.dims(), [3, 10, 3, 1, 32, 32]);
+/// ```
+pub trait LeNet5Backend: Backend {
+    /// The per-sample input Jacobian of the logits, `d logits[b, k] / d images[b, ...]`, and
+    /// the logits.
+    ///
+    /// # Shapes
+    ///
+    /// - images: `[n, 1, 32, 32]`
+    /// - jacobian: `[n, num_classes, 1024]`
+    /// - outputs: `[n, num_classes]`
+    fn lenet5_per_sample(model: &LeNet5<Self>, images: Tensor<Self, 4>) -> PerSample<Self> {
+        tensor_ops::per_sample(model, images)
+    }
+
+    /// The rows of the full input Jacobian of the output samples `rows`:
+    /// `d logits[b, k] / d images[b', ...]` for `b` in `rows` and every `b'`.
+    ///
+    /// # Shapes
+    ///
+    /// - images: `[n, 1, 32, 32]`
+    /// - output: `[rows.len(), num_classes, n, 1024]`
+    fn lenet5_full_rows(
+        model: &LeNet5<Self>,
+        images: Tensor<Self, 4>,
+        rows: Range<usize>,
+    ) -> Tensor<Self, 4> {
+        tensor_ops::full_rows(model, images, rows)
+    }
+}
+
+impl<B: LeNet5Backend> Differentiable<B, 4> for LeNet5<B> {
+    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 2> {
+        LeNet5::forward(self, x)
+    }
+
+    fn per_sample(&self, x: Tensor<B, 4>) -> Result<PerSample<B>, JacobianError> {
+        Ok(B::lenet5_per_sample(self, x))
+    }
+
+    fn full_rows(
+        &self,
+        x: Tensor<B, 4>,
+        rows: Range<usize>,
+    ) -> Result<Tensor<B, 4>, JacobianError> {
+        Ok(B::lenet5_full_rows(self, x, rows))
+    }
+}
+
+/// A CPU backend that runs the host kernels when the `host` feature is on, the tensor-op
+/// bodies otherwise.
+#[cfg(any(feature = "ndarray", feature = "flex"))]
+macro_rules! cpu_backend {
+    ($backend:ty) => {
+        impl LeNet5Backend for $backend {
+            #[cfg(feature = "host")]
+            fn lenet5_per_sample(model: &LeNet5<Self>, images: Tensor<Self, 4>) -> PerSample<Self> {
+                crate::host::per_sample(model, images)
+            }
+
+            #[cfg(feature = "host")]
+            fn lenet5_full_rows(
+                model: &LeNet5<Self>,
+                images: Tensor<Self, 4>,
+                rows: Range<usize>,
+            ) -> Tensor<Self, 4> {
+                crate::host::full_rows(model, images, rows)
+            }
+        }
+    };
+}
+
+#[cfg(feature = "ndarray")]
+cpu_backend!(burn::backend::NdArray);
+
+#[cfg(feature = "flex")]
+cpu_backend!(burn::backend::Flex);
+
+/// On a GPU the tensor-op bodies run on the device.
+#[cfg(feature = "wgpu")]
+impl LeNet5Backend for burn::backend::Wgpu {}
+
+#[cfg(feature = "autodiff")]
+impl<B, C> LeNet5Backend for burn::backend::Autodiff<B, C>
+where
+    B: LeNet5Backend,
+    C: burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy,
+{
+    fn lenet5_per_sample(model: &LeNet5<Self>, images: Tensor<Self, 4>) -> PerSample<Self> {
+        use burn::module::AutodiffModule;
+        let inner = B::lenet5_per_sample(&model.valid(), images.inner());
+        PerSample {
+            jacobian: Tensor::from_inner(inner.jacobian),
+            outputs: Tensor::from_inner(inner.outputs),
+        }
+    }
+
+    fn lenet5_full_rows(
+        model: &LeNet5<Self>,
+        images: Tensor<Self, 4>,
+        rows: Range<usize>,
+    ) -> Tensor<Self, 4> {
+        use burn::module::AutodiffModule;
+        Tensor::from_inner(B::lenet5_full_rows(&model.valid(), images.inner(), rows))
+    }
+}
