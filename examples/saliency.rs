@@ -18,7 +18,7 @@ use burn::tensor::{Tensor, TensorData};
 use image::{DynamicImage, GrayImage, Luma};
 use jacobian::{per_sample, Jacobian, JacobianConfig, Layout};
 use lenet5::{LeNet5Config, IMAGE_DIMS};
-use lenet_jacobian::{images, npy, saliency};
+use lenet_jacobian::{input::images, output, saliency};
 
 type B = Flex;
 
@@ -92,8 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let grid = saliency::render(&values, &j);
-    let bytes = saliency::encode_png(&grid)?;
-    npy::write_bytes(&path, &bytes)?;
+    output::write_png(output::AtomicFile::create(&path)?, &grid)?;
     println!(
         "saliency maps of {batch} images x 10 classes ({} x {} pixels, each row scaled by its largest |J|) written to {}",
         grid.width(),

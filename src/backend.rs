@@ -5,13 +5,12 @@ use std::fmt;
 use burn::backend::wgpu::graphics::{AutoGraphicsApi, GraphicsApi};
 use burn::backend::{ndarray::NdArrayDevice, wgpu::WgpuDevice, Autodiff, Flex, NdArray, Wgpu};
 use burn::tensor::backend::AutodiffBackend;
-use clap::ValueEnum;
 use lenet5::LeNet5Backend;
 
-use crate::error::{AppError, Result};
+use crate::error::{Error, Result};
 
 /// A Burn backend, each wrapped in the `Autodiff` decorator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackendKind {
     /// Burn's ndarray CPU backend.
     Ndarray,
@@ -71,13 +70,7 @@ pub fn wgpu_adapter() -> Result<String> {
             };
             format!("{} via {:?}{kind}", info.name, info.backend)
         })
-        .ok_or_else(|| {
-            AppError::Runtime(
-                "no wgpu adapter found: install a GPU driver or Mesa's software Vulkan driver \
-                 (Debian: mesa-vulkan-drivers libvulkan1), or use --backend flex"
-                    .into(),
-            )
-        })
+        .ok_or(Error::NoWgpuAdapter)
 }
 
 /// Runs `job` on backend `kind`.

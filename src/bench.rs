@@ -4,13 +4,16 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Tensor;
 use jacobian::{Jacobian, JacobianConfig, Layout, Strategy};
+use lenet5::LeNet5;
 use lenet5::{LeNet5Backend, IMAGE_DIMS};
 
 use crate::backend::{run_on, wgpu_adapter, BackendJob, BackendKind};
-use crate::compute::{differentiable, Method};
 use crate::error::Result;
-use crate::model::{load_model, Batch};
+use crate::input::Batch;
+use crate::model;
+use crate::run::{differentiable, Method};
 
 /// A benchmark: one backend, batch size and layout.
 #[derive(Clone, Debug)]
@@ -29,6 +32,21 @@ pub struct Bench {
     pub strategy: Strategy,
     /// Autodiff engine or LeNet-5's specialised path.
     pub method: Method,
+    /// Time the plain Burn passes reverse mode needs instead of the engine (see [`plain_pass`]).
+    pub plain_pass: bool,
+    /// Print a JSON line rather than text.
+    pub json: bool,
+}
+
+impl Bench {
+    /// What is timed: the method, or the plain passes.
+    fn way(&self) -> &'static str {
+        match (self.plain_pass, self.method) {
+            (true, _) => "plain-pass",
+            (false, Method::Autodiff) => "autodiff",
+            (false, Method::Analytic) => "analytic",
+        }
+    }
 }
 
 /// Seconds of each timed run, sorted.
@@ -68,7 +86,7 @@ impl BackendJob for &Bench {
         B: AutodiffBackend,
         B::InnerBackend: LeNet5Backend,
     {
-        let model = load_model::<B>(None, 0, &device)?.no_grad();
+        let model = model::load::<B>(None, 0, &device)?.no_grad();
         let f = differentiable(&model, self.method, self.strategy);
         let x = Batch::random(self.batch, 0).to_tensor::<B::InnerBackend>(&device);
         let once = || -> Result<f64> {
@@ -76,17 +94,25 @@ impl BackendJob for &Bench {
             // Read back to the host, as a caller who writes or reports them gets them.
             let mut values = Vec::new();
             match self.layout {
+                Layout::PerSample if self.plain_pass => {
+                    let chunk = self.config.chunk_size.unwrap_or(self.batch);
+                    for start in (0..self.batch).step_by(chunk) {
+                        let n = chunk.min(self.batch - start);
+                        let x = x.clone().narrow(0, start, n);
+                        values.push(plain_pass(&model, x).into_data().to_vec::<f32>());
+                    }
+                }
                 Layout::PerSample => {
                     jacobian::per_sample_chunks(f.as_ref(), x.clone(), &self.config, |chunk| {
-                        values.push(Jacobian::from_chunk(chunk, &IMAGE_DIMS));
+                        values.push(Ok(Jacobian::from_chunk(chunk, &IMAGE_DIMS).values));
                         Ok(())
-                    })?
+                    })?;
                 }
                 Layout::Full => {
                     jacobian::full_chunks(f.as_ref(), x.clone(), &self.config, |chunk| {
-                        values.push(Jacobian::from_chunk(chunk, &IMAGE_DIMS));
+                        values.push(Ok(Jacobian::from_chunk(chunk, &IMAGE_DIMS).values));
                         Ok(())
-                    })?
+                    })?;
                 }
             };
             std::hint::black_box(values);
@@ -101,24 +127,68 @@ impl BackendJob for &Bench {
     }
 }
 
-/// Runs a benchmark.
-pub fn run(bench: &Bench) -> Result<Timings> {
+/// One forward and one backward pass of `model` over `x` stacked once per class, copy `k`
+/// carrying the cotangent of logit `k`: the passes Burn needs for the per-sample Jacobian of
+/// `x` by reverse mode, without the engine around them. Timing it against the engine gives
+/// what the engine adds.
+///
+/// # Shapes
+///
+/// - x: `[n, 1, 32, 32]`
+/// - output: `[classes * n, 1, 32, 32]`, the gradient of the stacked input
+pub fn plain_pass<B: AutodiffBackend>(
+    model: &LeNet5<B>,
+    x: Tensor<B::InnerBackend, 4>,
+) -> Tensor<B::InnerBackend, 4> {
+    let (n, classes, device) = (x.dims()[0], model.num_classes(), x.device());
+    let stacked = Tensor::<B, 4>::from_inner(Tensor::cat(vec![x; classes], 0)).require_grad();
+    let cotangents = Tensor::<B::InnerBackend, 2>::eye(classes, &device)
+        .reshape([classes, 1, classes])
+        .expand([classes, n, classes])
+        .reshape([classes * n, classes]);
+    let logits = model.forward(stacked.clone());
+    let grads = (logits * Tensor::from_inner(cotangents)).sum().backward();
+    stacked.grad(&grads).expect("the input is tracked")
+}
+
+/// Runs a benchmark and prints its result on stdout (text, or a JSON line).
+pub fn run(bench: &Bench) -> Result<()> {
     let device = match bench.backend {
         BackendKind::Wgpu => wgpu_adapter()?,
         BackendKind::Flex | BackendKind::Ndarray => "CPU".to_string(),
     };
-    let seconds = run_on(bench.backend, bench)?;
-    Ok(Timings { seconds, device })
+    let timings = Timings {
+        seconds: run_on(bench.backend, bench)?,
+        device,
+    };
+    if bench.json {
+        println!("{}", json_line(bench, &timings));
+    } else {
+        println!(
+            "{} {} {} batch {} on {} ({}): min {:.4} s, median {:.4} s, max {:.4} s over {} runs",
+            bench.layout,
+            bench.way(),
+            format!("{:?}", bench.strategy).to_lowercase(),
+            bench.batch,
+            bench.backend,
+            timings.device,
+            timings.min(),
+            timings.median(),
+            timings.max(),
+            timings.seconds.len()
+        );
+    }
+    Ok(())
 }
 
 /// One line of JSON describing a result.
-pub fn json_line(bench: &Bench, timings: &Timings) -> String {
+fn json_line(bench: &Bench, timings: &Timings) -> String {
     serde_json::json!({
         "backend": bench.backend.name(),
         "device": timings.device,
         "batch": bench.batch,
         "layout": bench.layout.to_string(),
-        "method": format!("{:?}", bench.method).to_lowercase(),
+        "method": bench.way(),
         "strategy": format!("{:?}", bench.strategy),
         "chunk_size": bench.config.chunk_size,
         "repeats": timings.seconds.len(),

@@ -1,12 +1,56 @@
-//! The command line.
+//! The command line: the only module that knows clap. It turns the arguments into a
+//! [`run::Request`] or a [`bench::Bench`].
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use jacobian::{JacobianConfig, Layout, Strategy};
 
 use crate::backend::BackendKind;
-pub use crate::compute::Method;
+use crate::bench::Bench;
+use crate::error::{Error, Result};
+use crate::input::Source;
+use crate::run::{Method, Request};
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Compute, write and explain a Jacobian.
+    Compute(Box<Request>),
+    /// Time the computation.
+    Bench(Bench),
+    /// Nothing more: clap printed the help or the version.
+    Done,
+}
+
+/// Parses `args` (program name first).
+pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command> {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
+            let _ = e.print();
+            return Ok(Command::Done);
+        }
+        Err(e) => return Err(Error::Usage(one_line(&e.render().to_string()))),
+    };
+    match cli.command {
+        Some(Subcommands::Bench(args)) => args.bench().map(Command::Bench),
+        None => Ok(Command::Compute(Box::new(cli.compute.request()))),
+    }
+}
+
+/// clap's several-line error as one line.
+fn one_line(rendered: &str) -> String {
+    let line = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    line.strip_prefix("error: ").unwrap_or(&line).to_string()
+}
 
 /// Input Jacobians of LeNet-5 on Burn: torch's full layout (B, O, B, 1, 32, 32) and the
 /// per-sample layout (B, O, 1, 32, 32), on a backend chosen at run time.
@@ -20,144 +64,241 @@ pub use crate::compute::Method;
     version,
     args_conflicts_with_subcommands = true
 )]
-pub struct Cli {
+struct Cli {
     /// A subcommand; without one, computes a Jacobian.
     #[command(subcommand)]
-    pub command: Option<Command>,
+    command: Option<Subcommands>,
     /// What to compute.
     #[command(flatten)]
-    pub compute: ComputeArgs,
+    compute: ComputeArgs,
 }
 
-/// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+enum Subcommands {
     /// Time the Jacobian computation alone (after a warm-up; no process start, no file I/O).
     Bench(BenchArgs),
 }
 
 /// Options shared by computing and benchmarking.
 #[derive(Debug, Args, Clone)]
-pub struct EngineArgs {
+struct EngineArgs {
     /// Backend to run on.
-    #[arg(long, value_enum, default_value_t = BackendKind::Ndarray)]
-    pub backend: BackendKind,
+    #[arg(long, value_enum, default_value_t = BackendArg::Ndarray)]
+    backend: BackendArg,
     /// Layout of the Jacobian: torch's full layout, or the per-sample batch diagonal.
     #[arg(long, value_enum, default_value_t = LayoutArg::Full)]
-    pub layout: LayoutArg,
-    /// How per-sample rows are gathered: all outputs in one stacked pass, or one pass per output.
+    layout: LayoutArg,
+    /// How the Jacobian is computed: LeNet-5's own (one forward pass and a hand-written
+    /// backward sweep: fused kernels on the CPU backends, tensor ops on the wgpu device), or
+    /// Burn's autodiff through the general engine (the reference; tested equal).
+    #[arg(long, value_enum, default_value_t = MethodArg::Analytic)]
+    method: MethodArg,
+    /// How --method autodiff gathers per-sample rows: all outputs in one stacked pass, or one
+    /// pass per output.
     #[arg(long, value_enum, default_value_t = StrategyArg::Stacked)]
-    pub strategy: StrategyArg,
-    /// How the Jacobian is computed: Burn's autodiff engine, or LeNet-5's specialised path (one
-    /// forward pass and a hand-written backward sweep on the host CPU, whatever the backend;
-    /// tested equal to autodiff).
-    #[arg(long, value_enum, default_value_t = Method::Autodiff)]
-    pub method: Method,
-    /// Samples per chunk of the per-sample computation (bounds memory).
+    strategy: StrategyArg,
+    /// Samples per chunk (the full layout: chunk-size / batch output samples, at least one):
+    /// bounds memory; outputs are written chunk by chunk.
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
-    pub chunk_size: u64,
+    chunk_size: u64,
 }
 
 impl EngineArgs {
-    /// The engine's options.
-    pub fn config(&self) -> JacobianConfig {
+    fn config(&self) -> JacobianConfig {
         JacobianConfig::new()
             .with_chunk_size(Some(self.chunk_size as usize))
             .with_with_outputs(true)
-    }
-
-    /// How reverse mode gathers rows.
-    pub fn strategy(&self) -> Strategy {
-        match self.strategy {
-            StrategyArg::Stacked => Strategy::StackedOutputs,
-            StrategyArg::PerOutput => Strategy::PerOutput,
-        }
-    }
-
-    /// The layout.
-    pub fn layout(&self) -> Layout {
-        match self.layout {
-            LayoutArg::Full => Layout::Full,
-            LayoutArg::PerSample => Layout::PerSample,
-        }
     }
 }
 
 /// Computing a Jacobian.
 #[derive(Debug, Args)]
-pub struct ComputeArgs {
+struct ComputeArgs {
     /// Backend, layout and engine options.
     #[command(flatten)]
-    pub engine: EngineArgs,
+    engine: EngineArgs,
     /// Samples of the random input (uniform in [0, 1), like torch.rand) when no --input is given.
     #[arg(long, value_name = "N", default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..))]
-    pub batch: u64,
+    batch: u64,
     /// Seed of the random input and of the weights when no --input / --weights are given.
     #[arg(long, value_name = "S", default_value_t = 0)]
-    pub seed: u64,
+    seed: u64,
     /// Input batch: a float32 .npy array of shape [N, 1, 32, 32] (float64 is converted).
     #[arg(long, value_name = "FILE")]
-    pub input: Option<PathBuf>,
+    input: Option<PathBuf>,
     /// Input batch: the PNG and JPEG files (*.png, *.jpg, *.jpeg) of a directory, in file-name
     /// order, other files ignored. Each is converted to grayscale with values in [0, 1]; a
     /// 28 x 28 image (an MNIST digit) is padded with 2 zero pixels on every side to 32 x 32,
     /// as LeNet-5 expects; other sizes are resized to 32 x 32 (triangle filter, aspect ratio
     /// not kept).
     #[arg(long, value_name = "DIR", conflicts_with = "input")]
-    pub images: Option<PathBuf>,
+    images: Option<PathBuf>,
     /// Proceed even when the input holds NaN or Inf values.
     #[arg(long)]
-    pub allow_non_finite: bool,
+    allow_non_finite: bool,
     /// Weights: a PyTorch state_dict (.pt/.pth), a .safetensors file, or a burnpack record (.bpk).
     #[arg(long, value_name = "FILE")]
-    pub weights: Option<PathBuf>,
+    weights: Option<PathBuf>,
     /// Save the model's weights as a burnpack record (.bpk), loadable with --weights.
     #[arg(long, value_name = "FILE")]
-    pub save_weights: Option<PathBuf>,
+    save_weights: Option<PathBuf>,
     /// Write the Jacobian as a float32 C-order .npy file (numpy.load reads it).
     #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
+    output: Option<PathBuf>,
     /// Print each sample's Frobenius norm and spectral norm (largest singular value) of its
     /// 10 x 1024 Jacobian.
     #[arg(long)]
-    pub norms: bool,
+    norms: bool,
     /// Draw per-class saliency maps |J| as a PNG: one row per sample (the first 16), the
     /// input then one tile per class, each row scaled by its largest |J|.
     #[arg(long, value_name = "FILE.png")]
-    pub saliency: Option<PathBuf>,
+    saliency: Option<PathBuf>,
+}
+
+impl ComputeArgs {
+    fn request(self) -> Request {
+        let input = match (self.input, self.images) {
+            (Some(path), _) => Source::Npy(path),
+            (None, Some(dir)) => Source::Images(dir),
+            (None, None) => Source::Random {
+                batch: self.batch as usize,
+                seed: self.seed,
+            },
+        };
+        Request {
+            backend: self.engine.backend.into(),
+            input,
+            allow_non_finite: self.allow_non_finite,
+            weights: self.weights,
+            seed: self.seed,
+            save_weights: self.save_weights,
+            layout: self.engine.layout.into(),
+            output: self.output,
+            config: self.engine.config(),
+            strategy: self.engine.strategy.into(),
+            method: self.engine.method.into(),
+            norms: self.norms,
+            saliency: self.saliency,
+        }
+    }
 }
 
 /// Benchmarking.
 #[derive(Debug, Args)]
-pub struct BenchArgs {
+struct BenchArgs {
     /// Backend, layout and engine options.
     #[command(flatten)]
-    pub engine: EngineArgs,
+    engine: EngineArgs,
     /// Samples in the batch.
     #[arg(long, value_name = "N", default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..))]
-    pub batch: u64,
+    batch: u64,
     /// Timed runs after the warm-up.
     #[arg(long, value_name = "R", default_value_t = 7, value_parser = clap::value_parser!(u64).range(1..))]
-    pub repeats: u64,
+    repeats: u64,
     /// Print one JSON object per line instead of text.
     #[arg(long)]
-    pub json: bool,
+    json: bool,
+    /// Time, instead of the engine, the plain Burn forward and backward passes reverse mode
+    /// needs (the batch stacked once per class, per chunk): what the engine adds is the
+    /// difference. Per-sample layout only.
+    #[arg(long)]
+    plain_pass: bool,
+}
+
+impl BenchArgs {
+    fn bench(self) -> Result<Bench> {
+        let layout = Layout::from(self.engine.layout);
+        if self.plain_pass && layout != Layout::PerSample {
+            return Err(Error::Usage(
+                "--plain-pass times the passes of the per-sample layout: add --layout per-sample"
+                    .into(),
+            ));
+        }
+        Ok(Bench {
+            backend: self.engine.backend.into(),
+            batch: self.batch as usize,
+            layout,
+            repeats: self.repeats as usize,
+            config: self.engine.config(),
+            strategy: self.engine.strategy.into(),
+            method: self.engine.method.into(),
+            plain_pass: self.plain_pass,
+            json: self.json,
+        })
+    }
+}
+
+/// `--backend` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    /// Burn's ndarray CPU backend.
+    Ndarray,
+    /// Burn's wgpu backend (a GPU, or Mesa's software Vulkan driver without one).
+    Wgpu,
+    /// Burn's flex CPU backend (faster than ndarray on CPU).
+    Flex,
+}
+
+impl From<BackendArg> for BackendKind {
+    fn from(arg: BackendArg) -> Self {
+        match arg {
+            BackendArg::Ndarray => BackendKind::Ndarray,
+            BackendArg::Wgpu => BackendKind::Wgpu,
+            BackendArg::Flex => BackendKind::Flex,
+        }
+    }
 }
 
 /// `--layout` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LayoutArg {
+enum LayoutArg {
     /// `[B, O, B, 1, 32, 32]`, as torch.autograd.functional.jacobian.
     Full,
     /// `[B, O, 1, 32, 32]`, the batch diagonal (einsum "bibj->bij").
     PerSample,
 }
 
+impl From<LayoutArg> for Layout {
+    fn from(arg: LayoutArg) -> Self {
+        match arg {
+            LayoutArg::Full => Layout::Full,
+            LayoutArg::PerSample => Layout::PerSample,
+        }
+    }
+}
+
+/// `--method` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum MethodArg {
+    /// Burn's autodiff through the general engine.
+    Autodiff,
+    /// LeNet-5's own Jacobian (its backend extension).
+    Analytic,
+}
+
+impl From<MethodArg> for Method {
+    fn from(arg: MethodArg) -> Self {
+        match arg {
+            MethodArg::Autodiff => Method::Autodiff,
+            MethodArg::Analytic => Method::Analytic,
+        }
+    }
+}
+
 /// `--strategy` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum StrategyArg {
+enum StrategyArg {
     /// The batch repeated once per output: one forward and one backward pass in all.
     Stacked,
     /// One forward and one backward pass per output.
     PerOutput,
+}
+
+impl From<StrategyArg> for Strategy {
+    fn from(arg: StrategyArg) -> Self {
+        match arg {
+            StrategyArg::Stacked => Strategy::StackedOutputs,
+            StrategyArg::PerOutput => Strategy::PerOutput,
+        }
+    }
 }

@@ -1,52 +1,201 @@
-//! Errors of the application and the exit code of each kind.
+//! Errors as typed values with their causes, and the one place that maps each kind to the exit
+//! code the README documents.
 
-use std::process::ExitCode;
+use std::error::Error as _;
+use std::path::PathBuf;
 
-/// What went wrong, by whose fault; each kind has its own exit code (documented in the README).
+use jacobian::JacobianError;
+use lenet5::import::ImportError;
+
+/// What went wrong, by whose fault.
 #[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    /// The command line is wrong: exit code 2.
+pub enum Error {
+    /// The command line is wrong.
     #[error("{0}")]
     Usage(String),
-    /// The input (`--input`, `--images`) is missing or not what LeNet-5 takes: exit code 3.
-    #[error("{0}")]
-    Input(String),
-    /// The weights (`--weights`) are missing or do not fit: exit code 4.
-    #[error("{0}")]
-    Weights(String),
-    /// The computation or the output failed (no wgpu adapter, a file that cannot be written,
-    /// a Jacobian too large for memory): exit code 5.
-    #[error("{0}")]
-    Runtime(String),
+    /// The input batch (`--input`, `--images`) is missing or not what LeNet-5 takes.
+    #[error("{}", .path.display())]
+    Input {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        problem: InputProblem,
+    },
+    /// The weights (`--weights`) are missing or do not fit LeNet-5.
+    #[error(transparent)]
+    Weights(#[from] ImportError),
+    /// An output file cannot be written.
+    #[error("{}", .path.display())]
+    Output {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        problem: OutputProblem,
+    },
+    /// The engine refused or failed.
+    #[error(transparent)]
+    Jacobian(#[from] JacobianError),
+    /// The full layout asked for would not fit in memory.
+    #[error(
+        "the full Jacobian {shape} needs {bytes} bytes ({:.1} GiB), more than the {:.1} GiB of memory available; \
+         use --layout per-sample ({per_sample_bytes} bytes), the same information when samples are independent",
+        gib(*.bytes), gib(*.available)
+    )]
+    FullTooLarge {
+        /// Its shape, as Python prints it.
+        shape: String,
+        /// Its size.
+        bytes: u128,
+        /// The memory available.
+        available: u128,
+        /// The size of the per-sample layout.
+        per_sample_bytes: u128,
+    },
+    /// The chosen backend cannot run here.
+    #[error(
+        "no wgpu adapter found: install a GPU driver or Mesa's software Vulkan driver \
+         (Debian: mesa-vulkan-drivers libvulkan1), or use --backend flex"
+    )]
+    NoWgpuAdapter,
+    /// A dependency panicked on something the checks before it did not catch.
+    #[error("internal error: {0}")]
+    Panic(String),
 }
 
-impl AppError {
-    /// The process exit code of this kind of error.
-    pub fn exit_code(&self) -> ExitCode {
-        ExitCode::from(match self {
-            AppError::Usage(_) => 2,
-            AppError::Input(_) => 3,
-            AppError::Weights(_) => 4,
-            AppError::Runtime(_) => 5,
-        })
+fn gib(bytes: u128) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
+}
+
+impl Error {
+    /// The process exit code of this kind of error (the README's table).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            Error::Input { .. } => 3,
+            Error::Weights(_) => 4,
+            Error::Output { .. }
+            | Error::Jacobian(_)
+            | Error::FullTooLarge { .. }
+            | Error::NoWgpuAdapter
+            | Error::Panic(_) => 5,
+        }
+    }
+
+    /// The message and its causes on one line: `a: b: c`, whatever a dependency's message holds.
+    pub fn one_line(&self) -> String {
+        let mut line = self.to_string();
+        let mut cause = self.source();
+        while let Some(e) = cause {
+            let text = e.to_string();
+            // A cause whose text its parent already shows (a transparent wrapper) adds nothing.
+            if !text.is_empty() && !line.ends_with(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+            cause = e.source();
+        }
+        line.split_whitespace().collect::<Vec<_>>().join(" ")
+    }
+
+    /// An input error of `path`.
+    pub fn input(path: impl Into<PathBuf>, problem: InputProblem) -> Self {
+        Error::Input {
+            path: path.into(),
+            problem,
+        }
+    }
+
+    /// An output error of `path`.
+    pub fn output(path: impl Into<PathBuf>, problem: OutputProblem) -> Self {
+        Error::Output {
+            path: path.into(),
+            problem,
+        }
     }
 }
 
-impl From<lenet5::import::ImportError> for AppError {
-    fn from(e: lenet5::import::ImportError) -> Self {
-        AppError::Weights(e.to_string())
-    }
+/// What is wrong with an input file or directory.
+#[derive(Debug, thiserror::Error)]
+pub enum InputProblem {
+    /// It does not exist.
+    #[error("no such {kind}")]
+    Missing {
+        /// What was expected: "file, expected a .npy file", "directory"...
+        kind: &'static str,
+    },
+    /// It cannot be opened or read.
+    #[error("cannot read")]
+    Unreadable(#[source] std::io::Error),
+    /// It is not of the format expected.
+    #[error("{0}")]
+    Format(String),
+    /// An image could not be decoded.
+    #[error("not a readable PNG or JPEG image")]
+    Image(#[source] image::ImageError),
+    /// An IDX file of MNIST could not be read.
+    #[error("not a readable MNIST IDX file")]
+    Idx(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Its shape is not LeNet-5's.
+    #[error("shape {shape:?}, expected [N, 1, 32, 32]{hint}")]
+    Shape {
+        /// The shape found.
+        shape: Vec<usize>,
+        /// What to do instead, when known.
+        hint: &'static str,
+    },
+    /// It holds no sample.
+    #[error("shape {shape:?} is an empty batch, expected [N, 1, 32, 32] with N >= 1")]
+    Empty {
+        /// The shape found.
+        shape: Vec<usize>,
+    },
+    /// It holds NaN or infinite values.
+    #[error(
+        "{count} non-finite value(s) (NaN or Inf), the first {value} at index {index:?}; \
+         pass --allow-non-finite to proceed anyway"
+    )]
+    NonFinite {
+        /// How many.
+        count: usize,
+        /// The first.
+        value: f32,
+        /// Where the first is.
+        index: Vec<usize>,
+    },
 }
 
-impl From<jacobian::JacobianError> for AppError {
-    fn from(e: jacobian::JacobianError) -> Self {
-        AppError::Runtime(e.to_string())
-    }
+/// Why an output file cannot be written.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputProblem {
+    /// The directory to write in is missing or not a directory.
+    #[error("cannot write: {} {}, expected an existing directory", .dir.display(), .what)]
+    NoDirectory {
+        /// The directory.
+        dir: PathBuf,
+        /// "does not exist" or "is not a directory".
+        what: &'static str,
+    },
+    /// The target is a directory.
+    #[error("is a directory, expected a file name")]
+    IsDirectory,
+    /// The temporary file cannot be made in the target's directory.
+    #[error("cannot write in directory {}", .dir.display())]
+    Directory {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        cause: std::io::Error,
+    },
+    /// Writing failed.
+    #[error("cannot write")]
+    Write(#[source] std::io::Error),
+    /// The PNG could not be encoded.
+    #[error("cannot encode the PNG")]
+    Png(#[source] image::ImageError),
 }
 
 /// Result of the application's functions.
-pub type Result<T> = std::result::Result<T, AppError>;
-
-/// Runs `f`, turning a panic into `Err` with its message, printing nothing for it: for
-/// parsers of untrusted files that may panic on some inputs. The model crate's, shared.
-pub use lenet5::import::catch_panic;
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,5 +1,5 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    lenet_jacobian::main_with_args(std::env::args_os())
+    lenet_jacobian::main(std::env::args_os())
 }

@@ -1,13 +1,15 @@
-//! What the application prints about a Jacobian: its shape, each axis, and the zero blocks.
+//! What the application prints on stdout: a Jacobian's shape, each axis, its largest entries
+//! and zero blocks; each sample's norms.
 
 use std::fmt::Write;
 
 use jacobian::{python_shape, Layout};
+use lenet5::{IMAGE_DIMS, IMAGE_LEN};
 
-use crate::compute::Outcome;
-use lenet5::IMAGE_DIMS;
+use crate::run::{Outcome, SampleNorms};
 
-use crate::model::SAMPLE_AXIS_NAMES;
+/// Names of a sample's axes, for the axis table.
+const SAMPLE_AXIS_NAMES: [&str; 3] = ["channel", "row", "column"];
 
 /// The report of a run, as printed on stdout.
 pub fn render(outcome: &Outcome, backend: &str, output: Option<&std::path::Path>) -> String {
@@ -95,6 +97,63 @@ fn write_magnitudes(w: &mut String, outcome: &Outcome) {
         let _ = writeln!(
             w,
             "  every output of sample b depends only on input sample b: the blocks with b != b' are zero"
+        );
+    }
+}
+
+/// The table printed by `--norms`; `names` labels the samples (the files of `--images`).
+pub fn norms_table(norms: &[SampleNorms], outputs: usize, names: Option<&[String]>) -> String {
+    let input_len = IMAGE_LEN;
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(
+        w,
+        "norms of each sample's {outputs} x {input_len} Jacobian (logits by input pixels):"
+    );
+    let _ = writeln!(
+        w,
+        "sample  {:>13}  {:>13}{}",
+        "Frobenius",
+        "spectral",
+        if names.is_some() { "  image" } else { "" }
+    );
+    for (b, n) in norms.iter().enumerate() {
+        let name = names
+            .and_then(|names| names.get(b))
+            .map(|name| format!("  {name}"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            w,
+            "{b:>6}  {:>13.6e}  {:>13.6e}{name}",
+            n.frobenius, n.spectral
+        );
+    }
+    let _ = writeln!(
+        w,
+        "spectral: the largest singular value, the most a small input change of unit length can move the logits (spectral <= Frobenius)"
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn norms_table_rows_are_samples_with_their_names() {
+        // Two samples of a 2 x 2 Jacobian: diag(3, 4) and all ones.
+        let norms = [
+            SampleNorms::of(&[3.0, 0.0, 0.0, 4.0], 2),
+            SampleNorms::of(&[1.0, 1.0, 1.0, 1.0], 2),
+        ];
+        assert!((norms[0].frobenius - 5.0).abs() < 1e-12);
+        assert!((norms[0].spectral - 4.0).abs() < 1e-12);
+        assert!((norms[1].frobenius - 2.0).abs() < 1e-12);
+        assert!((norms[1].spectral - 2.0).abs() < 1e-12);
+        let table = norms_table(&norms, 2, Some(&["a.png".into(), "b.png".into()]));
+        assert!(
+            table.contains("     0     5.000000e0     4.000000e0  a.png"),
+            "{table}"
         );
     }
 }

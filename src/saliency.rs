@@ -7,13 +7,8 @@
 //! of that sample the most. The sample's index is written at the left of its row. Tiles are
 //! scaled up [`SCALE`] times, pixel for pixel.
 
-use std::io::{Cursor, Write};
-
-use image::{ImageFormat, Rgb, RgbImage};
+use image::{Rgb, RgbImage};
 use jacobian::Jacobian;
-
-use crate::error::{AppError, Result};
-use crate::npy::AtomicFile;
 
 /// At most this many samples (rows) are drawn.
 pub const MAX_ROWS: usize = 16;
@@ -222,28 +217,6 @@ fn draw_tile(
     }
 }
 
-/// The image as PNG bytes.
-pub fn encode_png(image: &RgbImage) -> Result<Vec<u8>> {
-    let mut bytes = Cursor::new(Vec::new());
-    image
-        .write_to(&mut bytes, ImageFormat::Png)
-        .map_err(|e| AppError::Runtime(format!("cannot encode the saliency PNG: {e}")))?;
-    Ok(bytes.into_inner())
-}
-
-/// Draws the grid (see [`render`]) and writes it as a PNG to `file`, committing it.
-pub fn write(file: AtomicFile, inputs: &[f32], jacobian: &Jacobian) -> Result<()> {
-    let bytes = encode_png(&render(inputs, jacobian))?;
-    let fail = |e: std::io::Error| {
-        AppError::Runtime(format!("{}: cannot write: {e}", file.target().display()))
-    };
-    let mut writer = file.writer()?;
-    writer.write_all(&bytes).map_err(fail)?;
-    writer.flush().map_err(fail)?;
-    drop(writer);
-    file.commit()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,11 +274,14 @@ mod tests {
     }
 
     #[test]
-    fn png_bytes_decode_to_the_same_image() {
+    fn png_written_decodes_to_the_same_image() {
         let inputs = vec![0.5f32; 12];
         let image = render(&inputs, &jacobian());
-        let bytes = encode_png(&image).unwrap();
-        let decoded = image::load_from_memory(&bytes).unwrap().to_rgb8();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("maps.png");
+        crate::output::write_png(crate::output::AtomicFile::create(&path).unwrap(), &image)
+            .unwrap();
+        let decoded = image::open(&path).unwrap().to_rgb8();
         assert_eq!(decoded, image);
     }
 

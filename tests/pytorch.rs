@@ -11,9 +11,10 @@ use burn::tensor::backend::AutodiffBackend;
 use jacobian::{full, per_sample, JacobianConfig, Strategy};
 use lenet5::LeNet5Backend;
 use lenet_jacobian::backend::{run_on, BackendJob};
-use lenet_jacobian::compute::{differentiable, Method};
 use lenet_jacobian::error::Result;
-use lenet_jacobian::model::{load_model, Batch};
+use lenet_jacobian::input::Batch;
+use lenet_jacobian::model;
+use lenet_jacobian::run::{differentiable, Method};
 
 use common::{backends, read_npy, relative_error, run_ok};
 
@@ -44,9 +45,9 @@ impl BackendJob for &FromFiles {
         B: AutodiffBackend,
         B::InnerBackend: LeNet5Backend,
     {
-        let model = load_model::<B>(Some(&self.weights), 0, &device)?.no_grad();
+        let model = model::load::<B>(Some(&self.weights), 0, &device)?.no_grad();
         let (shape, values) = read_npy(&self.input);
-        let batch = Batch::from_array(&self.input, &shape, values, false)?;
+        let batch = Batch::from_array(&self.input, &shape, values)?;
         let x = batch.to_tensor::<B::InnerBackend>(&device);
         let host = |data: burn::tensor::TensorData| data.to_vec::<f32>().unwrap();
         let logits = host(model.valid().forward(x.clone()).into_data());
@@ -137,7 +138,7 @@ fn class_count_comes_from_the_last_layer() {
     for (case, _, classes) in CASES {
         for weights in WEIGHTS {
             let model =
-                load_model::<burn::backend::NdArray>(Some(&fixture(case, weights)), 0, &device)
+                model::load::<burn::backend::NdArray>(Some(&fixture(case, weights)), 0, &device)
                     .unwrap();
             assert_eq!(model.num_classes(), classes, "{case} {weights}");
         }

@@ -156,8 +156,8 @@ fn saliency_writes_a_decodable_png_of_the_grid_size_capped_at_16_rows() {
             path.to_str().unwrap(),
         ]);
         assert!(out.status.success(), "{out:?}");
-        let stdout = String::from_utf8(out.stdout).unwrap();
-        let stderr = String::from_utf8(out.stderr).unwrap();
+        let stdout = out.stdout.clone();
+        let stderr = out.stderr.clone();
         assert!(stdout.contains("saliency maps of"), "{stdout}");
         assert_eq!(
             stderr.contains("draws the first 16 of the 20"),
@@ -181,7 +181,7 @@ fn saliency_to_a_missing_directory_fails_before_computing() {
     let path = dir.path().join("missing").join("s.png");
     let out = run(&["--backend", "flex", "--saliency", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(5), "{out:?}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = out.stderr.clone();
     assert!(stderr.contains("does not exist"), "{stderr}");
 }
 
@@ -213,7 +213,7 @@ fn images_directory_is_the_batch_the_rule_describes() {
     }
     values.extend(padded);
     let input = dir.path().join("input.npy");
-    lenet_jacobian::npy::write(&input, &[2, 1, 32, 32], &values).unwrap();
+    lenet_jacobian::output::npy::write(&input, &[2, 1, 32, 32], &values).unwrap();
 
     let (from_images, from_npy) = (dir.path().join("i.npy"), dir.path().join("n.npy"));
     let common = ["--backend", "flex", "--layout", "per-sample", "--output"];
@@ -227,7 +227,7 @@ fn images_directory_is_the_batch_the_rule_describes() {
     ]
     .concat());
     assert!(out.status.success(), "{out:?}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = out.stderr.clone();
     assert!(stderr.contains("a_plain.png, b_digit.png"), "{stderr}");
     run_ok(
         &[
@@ -254,14 +254,14 @@ fn images_errors_are_one_line_input_errors() {
     std::fs::write(dir.path().join("readme.txt"), "none").unwrap();
     let out = run(&["--backend", "flex", "--images", d]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = out.stderr.clone();
     assert!(stderr.contains("no PNG or JPEG file"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     // A file that is not the image it claims to be.
     std::fs::write(dir.path().join("bad.jpg"), "not a jpeg").unwrap();
     let out = run(&["--backend", "flex", "--images", d]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
-    let stderr = String::from_utf8(out.stderr).unwrap();
+    let stderr = out.stderr.clone();
     assert!(
         stderr.starts_with("error: ") && stderr.contains("bad.jpg"),
         "{stderr}"

@@ -3,7 +3,8 @@
 mod common;
 
 use burn::backend::{Flex, NdArray};
-use lenet_jacobian::model::{load_model, Batch};
+use lenet_jacobian::input::Batch;
+use lenet_jacobian::model;
 
 use common::relative_error;
 
@@ -13,20 +14,20 @@ fn seeded_weights_are_the_same_on_every_backend() {
     // the weights. Same logits on ndarray and flex for a seed.
     let device = Default::default();
     let x = Batch::random(2, 3);
-    let a = load_model::<NdArray>(None, 11, &device)
+    let a = model::load::<NdArray>(None, 11, &device)
         .unwrap()
         .forward(x.to_tensor(&device))
         .into_data()
         .to_vec::<f32>()
         .unwrap();
-    let b = load_model::<Flex>(None, 11, &Default::default())
+    let b = model::load::<Flex>(None, 11, &Default::default())
         .unwrap()
         .forward(x.to_tensor(&Default::default()))
         .into_data()
         .to_vec::<f32>()
         .unwrap();
     assert!(relative_error(&b, &a) < 1e-5);
-    let c = load_model::<NdArray>(None, 12, &device)
+    let c = model::load::<NdArray>(None, 12, &device)
         .unwrap()
         .forward(x.to_tensor(&device))
         .into_data()

@@ -13,12 +13,10 @@
 //! so keys `feature_extractor.{0,3}.{weight,bias}` and `classifier.{0,2,4}.{weight,bias}`.
 //! The number of classes is read from `classifier.4.weight`.
 
-use std::cell::Cell;
 use std::fmt;
 use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::DType;
@@ -47,7 +45,7 @@ pub enum WeightsFormat {
     PyTorch,
     /// The same tensors and keys in a `.safetensors` file.
     SafeTensors,
-    /// Burn's burnpack record, as written by [`save_burnpack`]: `.bpk`.
+    /// Burn's burnpack record, as written by [`to_burnpack_bytes`]: `.bpk`.
     Burnpack,
 }
 
@@ -388,27 +386,11 @@ fn dtype_name(dtype: DType) -> String {
     }
 }
 
-thread_local! {
-    /// Set while [`catch_panic`] runs on this thread: its panics print nothing.
-    static QUIET: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Runs `f`, turning a panic into `Err` with its message on one line, printing nothing for it.
-/// Readers of untrusted files may panic on some inputs; panics of other threads print as usual.
-pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            if !QUIET.with(Cell::get) {
-                previous(info);
-            }
-        }));
-    });
-    let was_quiet = QUIET.with(|q| q.replace(true));
-    let result = panic::catch_unwind(AssertUnwindSafe(f));
-    QUIET.with(|q| q.set(was_quiet));
-    result.map_err(|payload| {
+/// Runs `f`, turning a panic into `Err` with its message on one line: burn-store's readers
+/// panic on some corrupt files, and a corrupt file must be an error. (The panic itself still
+/// reaches the process's panic hook; a program that wants it silent installs its own hook.)
+fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|payload| {
         let message = payload
             .downcast_ref::<&str>()
             .map(|s| s.to_string())

@@ -1,4 +1,5 @@
-//! The main job: compute a LeNet-5 input Jacobian in the layout asked for, write it, explain it.
+//! The main job: read the input, compute a LeNet-5 input Jacobian in the layout asked for on
+//! the backend asked for, write what was asked, and report.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -7,23 +8,24 @@ use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use jacobian::{
-    Chunk, Differentiable, Jacobian, JacobianConfig, Layout, Magnitudes, ReverseMode, SinkError,
-    Strategy,
+    frobenius_norm, spectral_norm, Chunk, Differentiable, Jacobian, JacobianConfig, Layout,
+    Magnitudes, ReverseMode, SinkError, Strategy,
 };
 use lenet5::{LeNet5, LeNet5Backend, IMAGE_DIMS};
 
 use crate::backend::{run_on, BackendJob, BackendKind};
-use crate::error::{AppError, Result};
-use crate::model::{load_model, Batch};
-use crate::norms::{self, SampleNorms};
-use crate::npy::NpyOutput;
+use crate::error::{Error, Result};
+use crate::input::{self, Batch};
+use crate::output::npy::NpyFile;
+use crate::output::{self, AtomicFile};
 use crate::progress::Progress;
+use crate::{model, report, saliency};
 
 /// Samples whose full Jacobian is measured to show the off-diagonal blocks in per-sample runs.
 pub const OFF_DIAGONAL_PROBE: usize = 4;
 
 /// How the Jacobian is computed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
     /// The general engine: Burn's autodiff, per output or with stacked outputs.
     Autodiff,
@@ -51,13 +53,15 @@ where
     }
 }
 
-/// What to compute and where to write it.
+/// What to compute and where to write it: everything the command line says.
 #[derive(Clone, Debug)]
 pub struct Request {
     /// Backend to run on.
     pub backend: BackendKind,
-    /// The input batch.
-    pub batch: Batch,
+    /// Where the input batch comes from.
+    pub input: input::Source,
+    /// Proceed when the input holds NaN or Inf.
+    pub allow_non_finite: bool,
     /// Weights file; seeded weights when `None`.
     pub weights: Option<PathBuf>,
     /// Seed of the weights when no file is given.
@@ -74,11 +78,29 @@ pub struct Request {
     pub strategy: Strategy,
     /// How the Jacobian is computed.
     pub method: Method,
-    /// Compute each sample's norms (`--norms`).
+    /// Compute and print each sample's norms (`--norms`).
     pub norms: bool,
-    /// Samples, from the first, whose per-sample Jacobian is kept even in streamed runs
-    /// (for `--saliency`).
-    pub keep_first: usize,
+    /// Where to draw the saliency maps (`--saliency`).
+    pub saliency: Option<PathBuf>,
+}
+
+/// The norms of one sample's Jacobian matrix.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SampleNorms {
+    /// `sqrt(sum J[k, i]^2)`.
+    pub frobenius: f64,
+    /// The largest singular value: the largest amplification of a small input change.
+    pub spectral: f64,
+}
+
+impl SampleNorms {
+    /// The norms of one sample's `outputs x input_len` Jacobian matrix, row-major.
+    pub fn of(matrix: &[f32], outputs: usize) -> Self {
+        SampleNorms {
+            frobenius: frobenius_norm(matrix),
+            spectral: spectral_norm(matrix, outputs),
+        }
+    }
 }
 
 /// What was computed, for the report.
@@ -97,11 +119,20 @@ pub struct Outcome {
     pub elapsed: Duration,
     /// Each sample's norms, when [`Request::norms`] is set.
     pub norms: Option<Vec<SampleNorms>>,
-    /// The per-sample Jacobian of the first [`Request::keep_first`] samples (`None` for zero).
+    /// The per-sample Jacobian of the first samples, for the saliency maps (`None` when none
+    /// is drawn).
     pub first: Option<Jacobian>,
 }
 
-impl BackendJob for &Request {
+/// The job run on the chosen backend: the request and its input batch.
+struct Job<'a> {
+    request: &'a Request,
+    batch: &'a Batch,
+    /// Samples, from the first, whose per-sample Jacobian is kept for the saliency maps.
+    keep_first: usize,
+}
+
+impl BackendJob for &Job<'_> {
     type Output = Outcome;
 
     fn run<B>(self, device: B::Device) -> Result<Outcome>
@@ -109,18 +140,19 @@ impl BackendJob for &Request {
         B: AutodiffBackend,
         B::InnerBackend: LeNet5Backend,
     {
-        let model = load_model::<B>(self.weights.as_deref(), self.seed, &device)?;
+        let request = self.request;
+        let model = model::load::<B>(request.weights.as_deref(), request.seed, &device)?;
         // Encoded and its directory checked now, written only once everything else succeeded.
-        let save_weights = match &self.save_weights {
+        let save_weights = match &request.save_weights {
             Some(path) => Some((
-                crate::npy::AtomicFile::create(path)?,
+                AtomicFile::create(path)?,
                 lenet5::import::to_burnpack_bytes(&model)?,
             )),
             None => None,
         };
         // Input Jacobians never need the weights' gradients: skip computing them.
         let model = model.no_grad();
-        let f = differentiable(&model, self.method, self.strategy);
+        let f = differentiable(&model, request.method, request.strategy);
         let x = self.batch.to_tensor::<B::InnerBackend>(&device);
         let outcome = self.jacobian(f.as_ref(), x)?;
         if let Some((file, bytes)) = save_weights {
@@ -133,7 +165,7 @@ impl BackendJob for &Request {
 
 /// What the chunks of a run leave: the file, the sizes, the norms, the first samples.
 struct Collector {
-    output: Option<NpyOutput>,
+    output: Option<NpyFile>,
     magnitudes: Magnitudes,
     norms: Option<Vec<SampleNorms>>,
     keep_first: usize,
@@ -151,7 +183,9 @@ impl Collector {
         }
         let outputs = chunk.num_outputs();
         if let Some(norms) = self.norms.as_mut() {
-            norms.extend((0..chunk.samples()).map(|i| norms::of(&chunk.sample_matrix(i), outputs)));
+            norms.extend(
+                (0..chunk.samples()).map(|i| SampleNorms::of(&chunk.sample_matrix(i), outputs)),
+            );
         }
         let wanted = self
             .keep_first
@@ -174,25 +208,26 @@ impl Collector {
     }
 }
 
-impl Request {
+impl Job<'_> {
     /// Computes (and writes) the Jacobian of `f` at `x`, streamed chunk by chunk.
     fn jacobian<B: Backend>(
         &self,
         f: &dyn Differentiable<B, 4>,
         x: Tensor<B, 4>,
     ) -> Result<Outcome> {
+        let request = self.request;
         let batch = self.batch.len;
         let outputs = f.forward(x.clone().narrow(0, 0, 1)).dims()[1];
-        let shape = self.layout.shape(batch, outputs, &IMAGE_DIMS);
-        self.check_full_fits(outputs)?;
-        let output = match &self.output {
-            Some(path) => Some(NpyOutput::create(path, &shape)?),
+        let shape = request.layout.shape(batch, outputs, &IMAGE_DIMS);
+        request.check_full_fits(batch, outputs)?;
+        let output = match &request.output {
+            Some(path) => Some(NpyFile::create(path, &shape)?),
             None => None,
         };
         let mut collector = Collector {
             output,
             magnitudes: Magnitudes::default(),
-            norms: self.norms.then(Vec::new),
+            norms: request.norms.then(Vec::new),
             keep_first: self.keep_first.min(batch),
             first: None,
             progress: Progress::new(batch as u64, "samples"),
@@ -201,31 +236,32 @@ impl Request {
         let mut failure = None;
         let mut sink = |result: Result<()>| -> std::result::Result<(), SinkError> {
             result.map_err(|e| {
-                let message = e.to_string();
+                let message = e.one_line();
                 failure = Some(e);
                 message.into()
             })
         };
-        let streamed = match self.layout {
-            Layout::PerSample => jacobian::per_sample_chunks(f, x.clone(), &self.config, |chunk| {
+        let config = &request.config;
+        let streamed = match request.layout {
+            Layout::PerSample => jacobian::per_sample_chunks(f, x.clone(), config, |chunk| {
                 sink(collector.take(chunk))
             }),
-            Layout::Full => jacobian::full_chunks(f, x.clone(), &self.config, |chunk| {
-                sink(collector.take(chunk))
-            }),
+            Layout::Full => {
+                jacobian::full_chunks(f, x.clone(), config, |chunk| sink(collector.take(chunk)))
+            }
         };
         if let Err(e) = streamed {
             return Err(failure.take().unwrap_or_else(|| e.into()));
         }
         let elapsed = start.elapsed();
         collector.progress.finish();
-        let off_diagonal = match self.layout {
+        let off_diagonal = match request.layout {
             Layout::Full => (collector.magnitudes.clone(), batch),
             // Measured, not assumed: the full Jacobian of the first few samples.
             Layout::PerSample => {
                 let probe = batch.min(OFF_DIAGONAL_PROBE);
                 let mut magnitudes = Magnitudes::default();
-                jacobian::full_chunks(f, x.narrow(0, 0, probe), &self.config, |chunk| {
+                jacobian::full_chunks(f, x.narrow(0, 0, probe), config, |chunk| {
                     magnitudes.merge(&Jacobian::from_chunk(chunk, &IMAGE_DIMS).magnitudes());
                     Ok(())
                 })?;
@@ -237,7 +273,7 @@ impl Request {
             output.commit()?;
         }
         Ok(Outcome {
-            layout: self.layout,
+            layout: request.layout,
             shape,
             magnitudes: collector.magnitudes,
             off_diagonal,
@@ -252,28 +288,72 @@ impl Request {
     /// The full layout is streamed, but offered only when the whole would fit in memory: past
     /// that, its B^2 x O rows take hours to days, and the per-sample layout holds the same
     /// information for LeNet-5.
-    fn check_full_fits(&self, outputs: usize) -> Result<()> {
-        let (batch, limit) = match (self.layout, self.config.max_bytes) {
-            (Layout::Full, Some(limit)) => (self.batch.len, limit),
+    fn check_full_fits(&self, batch: usize, outputs: usize) -> Result<()> {
+        let limit = match (self.layout, self.config.max_bytes) {
+            (Layout::Full, Some(limit)) => limit,
             _ => return Ok(()),
         };
         let bytes = Layout::Full.bytes(batch, outputs, &IMAGE_DIMS);
         if bytes <= u128::from(limit) {
             return Ok(());
         }
-        let gib = |bytes: f64| bytes / (1u64 << 30) as f64;
-        Err(AppError::Runtime(format!(
-            "the full Jacobian {} needs {bytes} bytes ({:.1} GiB), more than the {:.1} GiB of memory available; \
-             use --layout per-sample ({} bytes), the same information when samples are independent",
-            jacobian::python_shape(&Layout::Full.shape(batch, outputs, &IMAGE_DIMS)),
-            gib(bytes as f64),
-            gib(limit as f64),
-            Layout::PerSample.bytes(batch, outputs, &IMAGE_DIMS),
-        )))
+        Err(Error::FullTooLarge {
+            shape: jacobian::python_shape(&Layout::Full.shape(batch, outputs, &IMAGE_DIMS)),
+            bytes,
+            available: u128::from(limit),
+            per_sample_bytes: Layout::PerSample.bytes(batch, outputs, &IMAGE_DIMS),
+        })
     }
 }
 
-/// Computes (and writes) the Jacobian a request asks for.
-pub fn compute(request: &Request) -> Result<Outcome> {
-    run_on(request.backend, request)
+/// Runs the main job: reads the input, computes, writes and reports on stdout; notes go to
+/// stderr, only once the input is accepted (a failing run prints its error alone).
+pub fn run(request: &Request) -> Result<()> {
+    // Checked before any work: a --saliency path that cannot be written fails at once.
+    let saliency_file = request
+        .saliency
+        .as_deref()
+        .map(AtomicFile::create)
+        .transpose()?;
+    let (batch, notes) = input::load(&request.input, request.allow_non_finite)?;
+    for note in notes {
+        eprintln!("note: {note}");
+    }
+    let job = Job {
+        request,
+        batch: &batch,
+        keep_first: match &saliency_file {
+            Some(_) => saliency::rows(batch.len),
+            None => 0,
+        },
+    };
+    let outcome = run_on(request.backend, &job)?;
+    print!(
+        "{}",
+        report::render(&outcome, request.backend.name(), request.output.as_deref())
+    );
+    if let Some(norms) = &outcome.norms {
+        println!();
+        print!(
+            "{}",
+            report::norms_table(norms, outcome.shape[1], batch.names.as_deref())
+        );
+    }
+    if let (Some(file), Some(first)) = (saliency_file, &outcome.first) {
+        let rows = first.samples();
+        if rows < batch.len {
+            eprintln!(
+                "note: --saliency draws the first {rows} of the {} samples",
+                batch.len
+            );
+        }
+        let path = file.target().to_path_buf();
+        output::write_png(file, &saliency::render(batch.first(rows), first))?;
+        println!(
+            "saliency maps of {rows} sample(s) x {} classes written to {}",
+            first.num_outputs(),
+            path.display()
+        );
+    }
+    Ok(())
 }

@@ -17,20 +17,14 @@ use image::imageops::{self, FilterType};
 use image::{DynamicImage, ImageBuffer, ImageReader, Luma};
 use lenet5::{IMAGE_LEN, IMAGE_SIZE};
 
-use crate::error::{AppError, Result};
-use crate::model::Batch;
+use crate::error::{Error, InputProblem, Result};
+use crate::input::Batch;
 
 /// Side of an MNIST digit, padded to [`IMAGE_SIZE`].
 pub const MNIST_SIZE: usize = 28;
 
-/// The images of a directory, as a batch.
-#[derive(Clone, Debug)]
-pub struct ImageBatch {
-    /// The pixels, `[N, 1, 32, 32]`.
-    pub batch: Batch,
-    /// The file name of each sample, in batch order.
-    pub names: Vec<String>,
-}
+/// File names the note of [`describe`] lists at most.
+const NAMES_SHOWN: usize = 16;
 
 /// Whether a path names a PNG or JPEG file, by its extension.
 fn is_image(path: &Path) -> bool {
@@ -41,31 +35,29 @@ fn is_image(path: &Path) -> bool {
 
 /// The PNG and JPEG files of `dir`, sorted by file name.
 pub fn list(dir: &Path) -> Result<Vec<PathBuf>> {
-    let fail = |what: String| AppError::Input(format!("{}: {what}", dir.display()));
+    let fail = |problem| Error::input(dir, problem);
     let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => fail("no such directory".into()),
-        _ => fail(format!("cannot read the directory: {e}")),
+        std::io::ErrorKind::NotFound => fail(InputProblem::Missing { kind: "directory" }),
+        _ => fail(InputProblem::Unreadable(e)),
     })?;
     let mut files = Vec::new();
     for entry in entries {
-        let path = entry
-            .map_err(|e| fail(format!("cannot read the directory: {e}")))?
-            .path();
+        let path = entry.map_err(|e| fail(InputProblem::Unreadable(e)))?.path();
         if is_image(&path) && path.is_file() {
             files.push(path);
         }
     }
     if files.is_empty() {
-        return Err(fail(
+        return Err(fail(InputProblem::Format(
             "no PNG or JPEG file (*.png, *.jpg, *.jpeg) in the directory".into(),
-        ));
+        )));
     }
     files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
     Ok(files)
 }
 
 /// Reads the images of `dir` as a batch (see the [module documentation](self) for the rule).
-pub fn load_dir(dir: &Path) -> Result<ImageBatch> {
+pub fn load_dir(dir: &Path) -> Result<Batch> {
     let files = list(dir)?;
     let mut values = Vec::with_capacity(files.len() * IMAGE_LEN);
     let mut names = Vec::with_capacity(files.len());
@@ -77,23 +69,37 @@ pub fn load_dir(dir: &Path) -> Result<ImageBatch> {
                 .unwrap_or_default(),
         );
     }
-    Ok(ImageBatch {
-        batch: Batch {
-            len: files.len(),
-            values,
-        },
-        names,
+    Ok(Batch {
+        len: files.len(),
+        values,
+        names: Some(names),
     })
+}
+
+/// The note that says which file became which sample.
+pub fn describe(dir: &Path, batch: &Batch) -> String {
+    let names = batch.names.as_deref().unwrap_or_default();
+    let shown: Vec<&str> = names.iter().take(NAMES_SHOWN).map(String::as_str).collect();
+    format!(
+        "{}: {} image(s) as samples 0.. in file-name order: {}{}",
+        dir.display(),
+        batch.len,
+        shown.join(", "),
+        if names.len() > shown.len() {
+            ", ..."
+        } else {
+            ""
+        }
+    )
 }
 
 /// Decodes one image file (its format guessed from its content, then its extension).
 pub fn read(path: &Path) -> Result<DynamicImage> {
-    let fail = |what: String| AppError::Input(format!("{}: {what}", path.display()));
     ImageReader::open(path)
         .and_then(|reader| reader.with_guessed_format())
-        .map_err(|e| fail(format!("cannot open: {e}")))?
+        .map_err(|e| Error::input(path, InputProblem::Unreadable(e)))?
         .decode()
-        .map_err(|e| fail(format!("not a readable PNG or JPEG image ({e})")))
+        .map_err(|e| Error::input(path, InputProblem::Image(e)))
 }
 
 /// One image as a LeNet-5 sample: `1 x 32 x 32` values in `[0, 1]`, row-major (see the
@@ -165,13 +171,13 @@ mod tests {
         }
         std::fs::write(dir.path().join("notes.txt"), "not an image").unwrap();
         std::fs::create_dir(dir.path().join("sub.png")).unwrap();
-        let images = load_dir(dir.path()).unwrap();
-        assert_eq!(images.names, ["a.PNG", "b.png", "c.jpg"]);
-        assert_eq!(images.batch.len, 3);
-        assert_eq!(images.batch.values[0], 100.0 / 255.0);
-        assert_eq!(images.batch.values[1024], 200.0 / 255.0);
+        let batch = load_dir(dir.path()).unwrap();
+        assert_eq!(batch.names.unwrap(), ["a.PNG", "b.png", "c.jpg"]);
+        assert_eq!(batch.len, 3);
+        assert_eq!(batch.values[0], 100.0 / 255.0);
+        assert_eq!(batch.values[1024], 200.0 / 255.0);
         // JPEG is lossy, but a uniform white image stays (nearly) white.
-        assert!(images.batch.values[2048] > 0.98);
+        assert!(batch.values[2048] > 0.98);
     }
 
     #[test]
@@ -179,16 +185,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("readme.md"), "no image").unwrap();
         let err = load_dir(dir.path()).unwrap_err();
-        assert!(matches!(err, AppError::Input(_)), "{err:?}");
-        assert!(err.to_string().contains("no PNG or JPEG file"), "{err}");
+        assert_eq!(err.exit_code(), 3, "{err:?}");
+        assert!(err.one_line().contains("no PNG or JPEG file"), "{err}");
 
         std::fs::write(dir.path().join("broken.png"), "not a png").unwrap();
         let err = load_dir(dir.path()).unwrap_err();
-        assert!(matches!(err, AppError::Input(_)), "{err:?}");
-        assert!(err.to_string().contains("broken.png"), "{err}");
-        assert!(!err.to_string().contains('\n'), "{err}");
+        assert!(
+            matches!(
+                &err,
+                Error::Input {
+                    problem: InputProblem::Image(_),
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.one_line().contains("broken.png"), "{err}");
 
         let err = load_dir(&dir.path().join("missing")).unwrap_err();
-        assert!(err.to_string().contains("no such directory"), "{err}");
+        assert!(err.one_line().contains("no such directory"), "{err}");
     }
 }

@@ -1,14 +1,14 @@
-//! `.npy` files: reading the input batch, writing Jacobians without ever leaving a partial
-//! file or destroying an existing one.
+//! Reading a `.npy` file: a float32 (or float64) C-order array, every header field checked
+//! before the data is read.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
 
-use npyz::{NpyFile, NpyHeader, Order, WriterBuilder};
-use tempfile::NamedTempFile;
+use npyz::{NpyFile, NpyHeader, Order};
 
-use crate::error::{catch_panic, AppError, Result};
+use crate::error::{Error, InputProblem, Result};
+use crate::panic::quietly;
 
 /// A float32 array read from a `.npy` file, C order.
 #[derive(Debug)]
@@ -27,14 +27,19 @@ pub struct Array {
 /// and that the file holds all the bytes the shape needs (a corrupt header can announce more
 /// data than any memory holds).
 pub fn read(path: &Path) -> Result<Array> {
-    let fail = |what: String| AppError::Input(format!("{}: {what}", path.display()));
+    let fail = |what: String| Error::input(path, InputProblem::Format(what));
     let file = File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => fail("no such file, expected a .npy file".into()),
-        _ => fail(format!("cannot open: {e}")),
+        std::io::ErrorKind::NotFound => Error::input(
+            path,
+            InputProblem::Missing {
+                kind: "file, expected a .npy file",
+            },
+        ),
+        _ => Error::input(path, InputProblem::Unreadable(e)),
     })?;
     let metadata = file
         .metadata()
-        .map_err(|e| fail(format!("cannot open: {e}")))?;
+        .map_err(|e| Error::input(path, InputProblem::Unreadable(e)))?;
     if metadata.is_dir() {
         return Err(fail("is a directory, expected a .npy file".into()));
     }
@@ -48,7 +53,7 @@ pub fn read(path: &Path) -> Result<Array> {
         count: 0,
     };
     // npyz multiplies the header's dimensions unchecked: an absurd shape panics there.
-    let header = catch_panic(|| NpyHeader::from_reader(&mut reader))
+    let header = quietly(|| NpyHeader::from_reader(&mut reader))
         .map_err(|_| fail("not a .npy file (its header announces an impossible shape)".into()))?
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => {
@@ -223,143 +228,4 @@ impl<R: Read> Read for Counting<R> {
         self.count += n as u64;
         Ok(n)
     }
-}
-
-/// A file written in full or not at all: the bytes go to a hidden temporary file in the
-/// target's directory, renamed over the target only by [`AtomicFile::commit`]. A failed or
-/// interrupted run leaves the target as it was.
-pub struct AtomicFile {
-    temp: NamedTempFile,
-    target: PathBuf,
-}
-
-impl AtomicFile {
-    /// Creates the temporary file now, so that a missing or read-only directory is reported
-    /// before any work is done.
-    pub fn create(target: &Path) -> Result<Self> {
-        let fail = |what: String| AppError::Runtime(format!("{}: {what}", target.display()));
-        let dir = match target.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        };
-        if !dir.is_dir() {
-            let problem = if dir.exists() {
-                "is not a directory"
-            } else {
-                "does not exist"
-            };
-            return Err(fail(format!(
-                "cannot write: {} {problem}, expected an existing directory",
-                dir.display()
-            )));
-        }
-        if target.is_dir() {
-            return Err(fail("is a directory, expected a file name".into()));
-        }
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let prefix = format!(".{name}.");
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(&prefix).suffix(".partial");
-        #[cfg(unix)]
-        {
-            // As File::create makes files (0666 less the umask), not tempfile's private 0600.
-            use std::os::unix::fs::PermissionsExt;
-            builder.permissions(std::fs::Permissions::from_mode(0o666));
-        }
-        let temp = builder.tempfile_in(dir).map_err(|e| {
-            // tempfile names its random file name: the user never chose it.
-            let e = e.to_string();
-            let e = e.split(" at path ").next().unwrap_or(&e);
-            fail(format!("cannot write in directory {}: {e}", dir.display()))
-        })?;
-        Ok(AtomicFile {
-            temp,
-            target: target.to_path_buf(),
-        })
-    }
-
-    /// A buffered writer to the temporary file.
-    pub fn writer(&self) -> Result<BufWriter<File>> {
-        let file = self.temp.as_file().try_clone().map_err(|e| self.error(e))?;
-        Ok(BufWriter::with_capacity(1 << 20, file))
-    }
-
-    /// Writes all of `bytes` to the temporary file.
-    pub fn write_all(&self, bytes: &[u8]) -> Result<()> {
-        let mut writer = self.writer()?;
-        writer.write_all(bytes).map_err(|e| self.error(e))?;
-        writer.flush().map_err(|e| self.error(e))
-    }
-
-    /// Moves the finished file into place.
-    pub fn commit(self) -> Result<()> {
-        self.temp.as_file().sync_all().map_err(|e| self.error(e))?;
-        let target = self.target.clone();
-        self.temp.persist(&target).map_err(|e| {
-            AppError::Runtime(format!("{}: cannot write: {}", target.display(), e.error))
-        })?;
-        Ok(())
-    }
-
-    fn error(&self, e: std::io::Error) -> AppError {
-        AppError::Runtime(format!("{}: cannot write: {e}", self.target.display()))
-    }
-
-    /// The path the file will have once committed.
-    pub fn target(&self) -> &Path {
-        &self.target
-    }
-}
-
-/// A float32 C-order `.npy` file of a known shape, written in pieces, then committed.
-pub struct NpyOutput {
-    file: AtomicFile,
-    writer: npyz::NpyWriter<f32, BufWriter<File>>,
-}
-
-impl NpyOutput {
-    /// Prepares `target` for an array of `shape` (see [`AtomicFile::create`]).
-    pub fn create(target: &Path, shape: &[usize]) -> Result<Self> {
-        let file = AtomicFile::create(target)?;
-        let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-        let writer = npyz::WriteOptions::new()
-            .default_dtype()
-            .shape(&shape)
-            .writer(file.writer()?)
-            .begin_nd()
-            .map_err(|e| file.error(e))?;
-        Ok(NpyOutput { file, writer })
-    }
-
-    /// Appends values in C order.
-    pub fn write(&mut self, values: &[f32]) -> Result<()> {
-        self.writer
-            .extend(values.iter().copied())
-            .map_err(|e| self.file.error(e))
-    }
-
-    /// Checks that every value was written and moves the file into place.
-    pub fn commit(self) -> Result<()> {
-        let NpyOutput { file, writer } = self;
-        // finish() checks the element count against the shape and flushes.
-        writer.finish().map_err(|e| file.error(e))?;
-        file.commit()
-    }
-}
-
-/// Writes a whole array at once.
-pub fn write(target: &Path, shape: &[usize], values: &[f32]) -> Result<()> {
-    let mut out = NpyOutput::create(target, shape)?;
-    out.write(values)?;
-    out.commit()
-}
-
-/// Writes bytes to `target` atomically.
-pub fn write_bytes(target: &Path, bytes: &[u8]) -> Result<()> {
-    let file = AtomicFile::create(target)?;
-    file.write_all(bytes)?;
-    file.commit()
 }
