@@ -86,7 +86,7 @@ impl BackendJob for &Bench {
         B: AutodiffBackend,
         B::InnerBackend: LeNet5Backend,
     {
-        let model = model::load::<B>(None, 0, &device)?.no_grad();
+        let model = model::load::<B>(None, 0, false, &device)?.no_grad();
         let f = differentiable(&model, self.method, self.strategy);
         let x = Batch::random(self.batch, 0).to_tensor::<B::InnerBackend>(&device);
         let once = || -> Result<f64> {

@@ -22,8 +22,8 @@ pub enum Error {
         #[source]
         problem: InputProblem,
     },
-    /// The weights (`--weights`) are missing or do not fit LeNet-5.
-    #[error(transparent)]
+    /// The weights (`--weights`) are missing, do not fit LeNet-5, or are not finite.
+    #[error("{}{}", .0, weights_hint(.0))]
     Weights(#[from] ImportError),
     /// An output file cannot be written.
     #[error("{}", .path.display())]
@@ -62,6 +62,14 @@ pub enum Error {
     /// A dependency panicked on something the checks before it did not catch.
     #[error("internal error: {0}")]
     Panic(String),
+}
+
+/// What the user can do about an [`ImportError`], when the command line has a way.
+fn weights_hint(e: &ImportError) -> &'static str {
+    match e {
+        ImportError::NonFinite { .. } => "; pass --allow-non-finite to proceed anyway",
+        _ => "",
+    }
 }
 
 fn gib(bytes: u128) -> f64 {

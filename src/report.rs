@@ -60,16 +60,21 @@ pub fn render(outcome: &Outcome, backend: &str, output: Option<&std::path::Path>
 /// entries, and never when some are not finite without saying how many and where.
 fn write_magnitudes(w: &mut String, outcome: &Outcome) {
     let m = &outcome.magnitudes;
+    let first = m.first_non_finite.as_deref().unwrap_or_default();
     if m.non_finite == 0 {
         let _ = writeln!(w, "largest |J|: {:.6e}", m.max_abs);
+    } else if m.non_finite == m.entries {
+        let _ = writeln!(
+            w,
+            "every one of the Jacobian's {} entries is NaN or Inf (the first at index {first:?})",
+            m.entries
+        );
     } else {
         let _ = writeln!(
             w,
             "the Jacobian holds {} non-finite entries (NaN or Inf), the first at index {:?}; \
              largest finite |J|: {:.6e}",
-            m.non_finite,
-            m.first_non_finite.as_deref().unwrap_or_default(),
-            m.max_abs
+            m.non_finite, first, m.max_abs
         );
     }
     let (off, over) = &outcome.off_diagonal;

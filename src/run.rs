@@ -141,7 +141,12 @@ impl BackendJob for &Job<'_> {
         B::InnerBackend: LeNet5Backend,
     {
         let request = self.request;
-        let model = model::load::<B>(request.weights.as_deref(), request.seed, &device)?;
+        let model = model::load::<B>(
+            request.weights.as_deref(),
+            request.seed,
+            request.allow_non_finite,
+            &device,
+        )?;
         // Encoded and its directory checked now, written only once everything else succeeded.
         let save_weights = match &request.save_weights {
             Some(path) => Some((

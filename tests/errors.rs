@@ -455,13 +455,8 @@ fn weights_with_wrong_shapes_name_key_shape_and_expected_shape() {
 }
 
 #[test]
-fn weights_of_another_dtype_name_it() {
-    let st = lenet_safetensors(|tensors| tensors[8].1 = "F64");
-    bad_weights(
-        "double.safetensors",
-        &st,
-        &["classifier.4.weight is float64, expected float32"],
-    );
+fn weights_of_a_type_that_is_not_floating_point_name_it() {
+    // float16, bfloat16 and float64 convert; integers and booleans do not.
     let st = lenet_safetensors(|tensors| {
         tensors[0].1 = "F16";
         tensors[1].1 = "I64";
@@ -469,11 +464,37 @@ fn weights_of_another_dtype_name_it() {
     bad_weights(
         "mixed.safetensors",
         &st,
-        &[
-            "feature_extractor.0.weight is float16, expected float32",
-            "feature_extractor.0.bias is int64, expected float32",
-        ],
+        &["feature_extractor.0.bias is int64, expected float32"],
     );
+}
+
+#[test]
+fn non_finite_weights_are_refused_naming_the_tensor() {
+    for (file, needles) in [
+        (
+            "nan_weight.safetensors",
+            ["classifier.2.weight", "NaN at index [3, 5]"],
+        ),
+        (
+            "inf_bias.pt",
+            ["feature_extractor.3.bias", "inf at index [2]"],
+        ),
+    ] {
+        let dir = temp_dir();
+        let weights = fixture("variants").join(file);
+        let weights = weights.to_str().unwrap();
+        fails_and_writes_nothing(
+            dir.path(),
+            &["--backend", "flex", "--batch", "2", "--weights", weights],
+            &[],
+            WEIGHTS,
+            &[
+                &[file, "1 non-finite value(s)", "--allow-non-finite"][..],
+                &needles,
+            ]
+            .concat(),
+        );
+    }
 }
 
 #[test]

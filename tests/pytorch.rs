@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
@@ -22,10 +22,7 @@ const CASES: [(&str, usize, usize); 2] = [("b3_c10", 3, 10), ("b2_c4", 2, 4)];
 const WEIGHTS: [&str; 2] = ["lenet5.pt", "lenet5.safetensors"];
 
 fn fixture(case: &str, file: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(case)
-        .join(file)
+    common::fixture(case).join(file)
 }
 
 /// Logits, and both Jacobian layouts by the autodiff engine and by LeNet-5's specialised
@@ -45,7 +42,7 @@ impl BackendJob for &FromFiles {
         B: AutodiffBackend,
         B::InnerBackend: LeNet5Backend,
     {
-        let model = model::load::<B>(Some(&self.weights), 0, &device)?.no_grad();
+        let model = model::load::<B>(Some(&self.weights), 0, false, &device)?.no_grad();
         let (shape, values) = read_npy(&self.input);
         let batch = Batch::from_array(&self.input, &shape, values)?;
         let x = batch.to_tensor::<B::InnerBackend>(&device);
@@ -98,6 +95,47 @@ fn logits_and_both_layouts_match_torch_on_every_backend() {
     }
 }
 
+/// Weight files as people have them (tests/fixtures/variants/, made by
+/// `scripts/make_weight_variants.py`), against PyTorch run on the same weights: b3_c10's for
+/// the full-precision files, the rounded weights' Jacobians for the half-precision ones.
+#[test]
+fn weight_files_as_people_have_them_match_torch_on_every_backend() {
+    let variants = [
+        ("dataparallel.pt", None),
+        ("compiled.pt", None),
+        ("legacy.pt", None),
+        ("float16.safetensors", Some("float16")),
+        ("float16.pt", Some("float16")),
+        ("bfloat16.safetensors", Some("bfloat16")),
+    ];
+    for backend in backends() {
+        for (file, rounded) in variants {
+            let job = FromFiles {
+                weights: fixture("variants", file),
+                input: fixture("b3_c10", "input.npy"),
+            };
+            for (what, torch_file, ours) in run_on(backend, &job).unwrap() {
+                let reference = match (rounded, torch_file) {
+                    (None, _) => fixture("b3_c10", torch_file),
+                    // No logits were saved for the rounded weights.
+                    (Some(_), "logits.npy") => continue,
+                    (Some(dtype), _) => {
+                        let name = torch_file.replace(".npy", &format!("_{dtype}.npy"));
+                        fixture("variants", &name)
+                    }
+                };
+                let (_, torch) = read_npy(&reference);
+                let error = relative_error(&ours, &torch);
+                eprintln!("{file} {backend} {what}: {error:e} x max |torch|");
+                assert!(
+                    error <= 1e-4,
+                    "{file} {backend} {what}: {error:e} x max |torch|"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn command_line_matches_torch_from_pt_and_safetensors() {
     let dir = tempfile::tempdir().unwrap();
@@ -137,9 +175,13 @@ fn class_count_comes_from_the_last_layer() {
     let device = Default::default();
     for (case, _, classes) in CASES {
         for weights in WEIGHTS {
-            let model =
-                model::load::<burn::backend::NdArray>(Some(&fixture(case, weights)), 0, &device)
-                    .unwrap();
+            let model = model::load::<burn::backend::NdArray>(
+                Some(&fixture(case, weights)),
+                0,
+                false,
+                &device,
+            )
+            .unwrap();
             assert_eq!(model.num_classes(), classes, "{case} {weights}");
         }
     }

@@ -117,6 +117,7 @@ impl Jacobian {
         let n = self.input_len();
         let outputs = self.num_outputs();
         let mut m = Magnitudes {
+            entries: self.values.len() as u64,
             max_abs_off_diagonal: (self.layout == Layout::Full).then_some(0.0),
             ..Magnitudes::default()
         };
@@ -167,6 +168,8 @@ impl Jacobian {
 /// diagonal, and the entries that are not finite (NaN or infinite), which no maximum hides.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Magnitudes {
+    /// Entries measured.
+    pub entries: u64,
     /// The largest finite `|J|` (zero when none is finite).
     pub max_abs: f32,
     /// Full layout: the largest finite `|J[b, k, b', ...]|` with `b != b'`; `None` for the
@@ -183,6 +186,7 @@ pub struct Magnitudes {
 impl Magnitudes {
     /// Folds the magnitudes of the next chunk in.
     pub fn merge(&mut self, next: &Magnitudes) {
+        self.entries += next.entries;
         self.max_abs = self.max_abs.max(next.max_abs);
         self.max_abs_off_diagonal = match (self.max_abs_off_diagonal, next.max_abs_off_diagonal) {
             (Some(a), Some(b)) => Some(a.max(b)),

@@ -54,7 +54,7 @@ pub fn frobenius_norm(matrix: &[f32]) -> f64 {
 }
 
 /// The spectral norm (largest singular value) of the row-major matrix `matrix` of `rows`
-/// rows, in `f64`.
+/// rows, in `f64`; NaN when an entry is NaN or infinite (no singular value is defined).
 ///
 /// Computed as the square root of the largest eigenvalue of the smaller Gram matrix,
 /// `M M^T` or `M^T M` (`O x O` for a Jacobian with fewer outputs than inputs), by a
@@ -66,6 +66,9 @@ pub fn frobenius_norm(matrix: &[f32]) -> f64 {
 pub fn spectral_norm(matrix: &[f32], rows: usize) -> f64 {
     if rows == 0 || matrix.is_empty() {
         return 0.0;
+    }
+    if matrix.iter().any(|v| !v.is_finite()) {
+        return f64::NAN;
     }
     assert!(
         matrix.len().is_multiple_of(rows),
@@ -130,6 +133,13 @@ mod tests {
         let expected = ((30.0 + (900.0f64 - 16.0).sqrt()) / 2.0).sqrt();
         assert!(close(spectral_norm(&m, 2), expected));
         assert!(close(frobenius_norm(&m), 30f64.sqrt()));
+    }
+
+    #[test]
+    fn a_matrix_with_nan_or_inf_has_no_finite_norm() {
+        assert!(spectral_norm(&[1.0, f32::NAN, 0.0, 2.0], 2).is_nan());
+        assert!(spectral_norm(&[1.0, f32::INFINITY, 0.0, 2.0], 2).is_nan());
+        assert!(frobenius_norm(&[1.0, f32::NAN]).is_nan());
     }
 
     #[test]
