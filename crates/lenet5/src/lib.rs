@@ -18,6 +18,9 @@
 //! any backend; with the `host` feature, Flex and NdArray compute them with fused kernels on
 //! the host CPU instead (see [`LeNet5Backend`]).
 //!
+//! With the `mnist` feature, [`mnist`] reads MNIST's IDX files and makes LeNet-5's input of
+//! its 28 x 28 digits; with `train`, [`train`] trains the model on them with burn-train.
+//!
 //! ```
 //! use burn::backend::NdArray;
 //! use burn::tensor::{Distribution, Tensor};
@@ -35,7 +38,11 @@ mod backend;
 mod host;
 #[cfg(feature = "import")]
 pub mod import;
+#[cfg(feature = "mnist")]
+pub mod mnist;
 pub mod tensor_ops;
+#[cfg(feature = "train")]
+pub mod train;
 
 pub use backend::LeNet5Backend;
 
@@ -80,6 +87,10 @@ pub const FLAT_FEATURES: usize = CONV2_CHANNELS * POOL2_SIZE * POOL2_SIZE;
 pub const FC1_UNITS: usize = 120;
 /// Units of the second hidden linear layer.
 pub const FC2_UNITS: usize = 84;
+/// Height and width of MNIST's digits, which LeNet-5 takes padded to [`IMAGE_SIZE`].
+pub const MNIST_SIZE: usize = 28;
+/// Zero pixels added on each side of an MNIST digit to make LeNet-5's input: 2.
+pub const MNIST_PADDING: usize = (IMAGE_SIZE - MNIST_SIZE) / 2;
 
 /// Configuration of [`LeNet5`].
 #[derive(Config, Debug)]
