@@ -1,102 +1,86 @@
-//! Per-class saliency maps `|d logit_k / d x|` of a small batch of hand-drawn 28 x 28 digits,
-//! written as one PNG grid: a row per image, the (padded) input then one tile per class.
+//! Saliency maps of the shipped LeNet-5 (trained in Burn on real MNIST digits, see
+//! models/README.md) for the first held-out test digits, from a program of its own: the
+//! model crate loads the weights and reads the digits, the engine computes the per-sample
+//! Jacobian on the device, the application's saliency module draws it.
 //!
 //! ```sh
-//! cargo run --release --example saliency             # writes saliency.png here
-//! cargo run --release --example saliency -- out.png
+//! cargo run --release --example saliency                   # writes saliency.png here
+//! cargo run --release --example saliency -- out.png 8      # 8 digits
 //! ```
 //!
-//! The model's weights are seeded, not trained: the maps show what this network responds to,
-//! not what a digit classifier has learnt. Pass real weights to the application instead:
-//! `lenet-jacobian --weights model.pt --images DIR --saliency maps.png`.
+//! The application does the same from the command line:
+//! `lenet-jacobian --weights models/lenet5-mnist.bpk --images data/digits --layout per-sample
+//! --saliency saliency.png`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::backend::Flex;
-use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
-use image::{DynamicImage, GrayImage, Luma};
+use burn::tensor::activation::softmax;
 use jacobian::{per_sample, Jacobian, JacobianConfig, Layout};
-use lenet5::{LeNet5Config, IMAGE_DIMS};
-use lenet_jacobian::{input::images, output, saliency};
+use lenet5::import::{self, ImportConfig};
+use lenet5::mnist::{self, Mnist, Split};
+use lenet5::{IMAGE_DIMS, IMAGE_LEN};
+use lenet_jacobian::output::{self, AtomicFile};
+use lenet_jacobian::saliency::{self, Sample, Target};
 
 type B = Flex;
 
-/// A point in pixel coordinates.
-type Point = (f32, f32);
-
-/// A 28 x 28 digit drawn with thick strokes: `strokes` are segments from one point to another.
-fn digit(strokes: &[(Point, Point)]) -> GrayImage {
-    GrayImage::from_fn(28, 28, |x, y| {
-        let p = (x as f32 + 0.5, y as f32 + 0.5);
-        let distance = strokes
-            .iter()
-            .map(|&(a, b)| segment_distance(p, a, b))
-            .fold(f32::INFINITY, f32::min);
-        Luma([(255.0 * (2.5 - distance).clamp(0.0, 1.0)) as u8])
-    })
-}
-
-fn segment_distance(p: Point, a: Point, b: Point) -> f32 {
-    let (dx, dy) = (b.0 - a.0, b.1 - a.1);
-    let t = (((p.0 - a.0) * dx + (p.1 - a.1) * dy) / (dx * dx + dy * dy)).clamp(0.0, 1.0);
-    ((p.0 - a.0 - t * dx).powi(2) + (p.1 - a.1 - t * dy).powi(2)).sqrt()
-}
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let path = std::env::args_os()
-        .nth(1)
+    let mut args = std::env::args_os().skip(1);
+    let path = args
+        .next()
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("saliency.png"));
-    let drawn = [
-        (
-            "1",
-            digit(&[((14.0, 5.0), (14.0, 23.0)), ((11.0, 8.0), (14.0, 5.0))]),
-        ),
-        (
-            "7",
-            digit(&[((7.0, 6.0), (21.0, 6.0)), ((21.0, 6.0), (12.0, 23.0))]),
-        ),
-        (
-            "4",
-            digit(&[
-                ((17.0, 5.0), (7.0, 17.0)),
-                ((7.0, 17.0), (22.0, 17.0)),
-                ((17.0, 5.0), (17.0, 23.0)),
-            ]),
-        ),
-    ];
-    // The application's rule for --images: grayscale in [0, 1], 28 x 28 padded to 32 x 32.
-    let values: Vec<f32> = drawn
-        .iter()
-        .flat_map(|(_, image)| images::to_sample(&DynamicImage::ImageLuma8(image.clone())))
-        .collect();
-    let batch = drawn.len();
-
+    let digits: usize = match args.next() {
+        Some(n) => n.to_string_lossy().parse()?,
+        None => 6,
+    };
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR"));
     let device = Default::default();
-    B::seed(&device, 1);
-    let model = LeNet5Config::new().init::<B>(&device);
-    let x = Tensor::<B, 4>::from_data(TensorData::new(values.clone(), [batch, 1, 32, 32]), &device);
+    let model = import::load::<B>(
+        &repository.join("models/lenet5-mnist.bpk"),
+        &ImportConfig::new(),
+        &device,
+    )?
+    .model;
+    let test = Mnist::load(repository.join("data/mnist"), Split::Test)?.first(digits);
+    let images =
+        mnist::digits_to_images::<B>((0..test.len()).filter_map(|i| test.digit(i)), &device);
+
     let config = JacobianConfig::new().with_with_outputs(true);
-    let j = per_sample::<_, _, 4, 5>(&model, x, &config)?;
-    let logits = j.outputs.expect("asked for").into_data().to_vec::<f32>()?;
+    let j = per_sample::<_, _, 4, 5>(&model, images.clone(), &config)?;
+    let probabilities = softmax(j.outputs.expect("asked for"), 1)
+        .into_data()
+        .to_vec::<f32>()?;
     let j = Jacobian::from_tensor(Layout::PerSample, 0, j.jacobian, &IMAGE_DIMS);
 
-    for (b, (name, _)) in drawn.iter().enumerate() {
-        let row = &logits[b * 10..(b + 1) * 10];
-        let top = (0..10).max_by(|&p, &q| row[p].total_cmp(&row[q])).unwrap();
-        let matrix = j.sample_matrix(b);
-        let largest = matrix.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        println!(
-            "row {b}: a drawn \"{name}\", largest logit: class {top} (untrained), largest |J| {largest:.3e}"
-        );
-    }
-    let grid = saliency::render(&values, &j);
-    output::write_png(output::AtomicFile::create(&path)?, &grid)?;
+    let inputs = images.into_data().to_vec::<f32>()?;
+    let samples: Vec<Sample> = probabilities
+        .chunks_exact(model.num_classes())
+        .enumerate()
+        .map(|(b, p)| {
+            let (predicted, &probability) = p
+                .iter()
+                .enumerate()
+                .max_by(|x, y| x.1.total_cmp(y.1))
+                .expect("ten classes");
+            println!(
+                "digit {b}: label {}, predicted {predicted} with probability {probability:.3}",
+                test.label(b).expect("as many labels as digits")
+            );
+            Sample {
+                input: &inputs[b * IMAGE_LEN..(b + 1) * IMAGE_LEN],
+                label: test.label(b).map(usize::from),
+                predicted,
+                probability,
+            }
+        })
+        .collect();
+    let grid = saliency::render(&samples, &j, Target::All, false);
+    output::write_png(AtomicFile::create(&path)?, &grid)?;
     println!(
-        "saliency maps of {batch} images x 10 classes ({} x {} pixels, each row scaled by its largest |J|) written to {}",
-        grid.width(),
-        grid.height(),
+        "saliency maps of {} digits x 10 classes written to {}",
+        samples.len(),
         path.display()
     );
     Ok(())

@@ -11,7 +11,8 @@ use crate::backend::BackendKind;
 use crate::bench::Bench;
 use crate::error::{Error, Result};
 use crate::input::Source;
-use crate::run::{Method, Request};
+use crate::run::{Method, Request, Saliency};
+use crate::saliency::Target;
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -123,17 +124,24 @@ struct ComputeArgs {
     /// Seed of the random input and of the weights when no --input / --weights are given.
     #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
-    /// Input batch: a float32 .npy array of shape [N, 1, 32, 32] (float64 is converted).
+    /// Input batch: a float32 .npy array of shape [N, 1, 32, 32] (float64 is converted), or an
+    /// MNIST IDX images file such as t10k-images-idx3-ubyte.gz (plain or gzip; 28 x 28 digits
+    /// are padded to 32 x 32), told apart by their first bytes.
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
+    /// The labels of an IDX images --input: an IDX labels file. By default the one beside the
+    /// images file (t10k-labels-idx1-ubyte[.gz] beside t10k-images-idx3-ubyte[.gz]), if any.
+    #[arg(long, value_name = "FILE", requires = "input")]
+    labels: Option<PathBuf>,
     /// Input batch: the PNG and JPEG files (*.png, *.jpg, *.jpeg) of a directory, in file-name
     /// order, other files ignored. Each is converted to grayscale with values in [0, 1]; a
     /// 28 x 28 image (an MNIST digit) is padded with 2 zero pixels on every side to 32 x 32,
     /// as LeNet-5 expects; other sizes are resized to 32 x 32 (triangle filter, aspect ratio
-    /// not kept).
+    /// not kept). A file named like 7_0003.png (a number, then an underscore) is labelled 7.
     #[arg(long, value_name = "DIR", conflicts_with = "input")]
     images: Option<PathBuf>,
-    /// Proceed even when the input holds NaN or Inf values.
+    /// Proceed even when the input or the weights hold NaN or Inf values (the report then says
+    /// how many entries of the Jacobian are not finite, and where).
     #[arg(long)]
     allow_non_finite: bool,
     /// Weights: a PyTorch state_dict (.pt/.pth), a .safetensors file, or a burnpack record (.bpk).
@@ -149,16 +157,30 @@ struct ComputeArgs {
     /// 10 x 1024 Jacobian.
     #[arg(long)]
     norms: bool,
-    /// Draw per-class saliency maps |J| as a PNG: one row per sample (the first 16), the
-    /// input then one tile per class, each row scaled by its largest |J|.
+    /// Write the logits, float32 [N, classes], as .npy.
+    #[arg(long, value_name = "FILE.npy")]
+    logits: Option<PathBuf>,
+    /// Draw saliency maps |J| as a PNG: one row per sample (the first 16), the input, the maps
+    /// of the --target classes, the label (L) and the predicted class (P) with its
+    /// probability; each row scaled by its largest |J|.
     #[arg(long, value_name = "FILE.png")]
     saliency: Option<PathBuf>,
+    /// The classes whose maps --saliency draws: every class (the predicted one framed green,
+    /// or red when it is not the label, the label blue), the predicted class, or the label.
+    #[arg(long, value_enum, default_value_t = TargetArg::All, requires = "saliency")]
+    target: TargetArg,
+    /// Draw J itself (blue negative, red positive) rather than |J|.
+    #[arg(long, requires = "saliency")]
+    signed: bool,
 }
 
 impl ComputeArgs {
     fn request(self) -> Request {
         let input = match (self.input, self.images) {
-            (Some(path), _) => Source::Npy(path),
+            (Some(path), _) => Source::File {
+                path,
+                labels: self.labels,
+            },
             (None, Some(dir)) => Source::Images(dir),
             (None, None) => Source::Random {
                 batch: self.batch as usize,
@@ -178,7 +200,12 @@ impl ComputeArgs {
             strategy: self.engine.strategy.into(),
             method: self.engine.method.into(),
             norms: self.norms,
-            saliency: self.saliency,
+            logits: self.logits,
+            saliency: self.saliency.map(|path| Saliency {
+                path,
+                target: self.target.into(),
+                signed: self.signed,
+            }),
         }
     }
 }
@@ -299,6 +326,27 @@ impl From<StrategyArg> for Strategy {
         match arg {
             StrategyArg::Stacked => Strategy::StackedOutputs,
             StrategyArg::PerOutput => Strategy::PerOutput,
+        }
+    }
+}
+
+/// `--target` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum TargetArg {
+    /// Every class.
+    All,
+    /// The predicted class.
+    Predicted,
+    /// The label.
+    Label,
+}
+
+impl From<TargetArg> for Target {
+    fn from(arg: TargetArg) -> Self {
+        match arg {
+            TargetArg::All => Target::All,
+            TargetArg::Predicted => Target::Predicted,
+            TargetArg::Label => Target::Label,
         }
     }
 }

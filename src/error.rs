@@ -22,6 +22,9 @@ pub enum Error {
         #[source]
         problem: InputProblem,
     },
+    /// An MNIST IDX input file cannot be read.
+    #[error(transparent)]
+    Idx(#[from] lenet5::mnist::MnistError),
     /// The weights (`--weights`) are missing, do not fit LeNet-5, or are not finite.
     #[error("{}{}", .0, weights_hint(.0))]
     Weights(#[from] ImportError),
@@ -81,7 +84,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Usage(_) => 2,
-            Error::Input { .. } => 3,
+            Error::Input { .. } | Error::Idx(_) => 3,
             Error::Weights(_) => 4,
             Error::Output { .. }
             | Error::Jacobian(_)
@@ -142,9 +145,6 @@ pub enum InputProblem {
     /// An image could not be decoded.
     #[error("not a readable PNG or JPEG image")]
     Image(#[source] image::ImageError),
-    /// An IDX file of MNIST could not be read.
-    #[error("not a readable MNIST IDX file")]
-    Idx(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Its shape is not LeNet-5's.
     #[error("shape {shape:?}, expected [N, 1, 32, 32]{hint}")]
     Shape {

@@ -1,29 +1,44 @@
 //! What the application prints on stdout: a Jacobian's shape, each axis, its largest entries
-//! and zero blocks; each sample's norms.
+//! and zero blocks; then, sample by sample, what the model says and the Jacobian's norms.
 
 use std::fmt::Write;
 
 use jacobian::{python_shape, Layout};
 use lenet5::{IMAGE_DIMS, IMAGE_LEN};
 
-use crate::run::{Outcome, SampleNorms};
+use crate::input::Batch;
+use crate::run::{Method, Outcome, Request};
+use crate::saliency::MAX_ROWS;
 
 /// Names of a sample's axes, for the axis table.
 const SAMPLE_AXIS_NAMES: [&str; 3] = ["channel", "row", "column"];
 
 /// The report of a run, as printed on stdout.
-pub fn render(outcome: &Outcome, backend: &str, output: Option<&std::path::Path>) -> String {
+pub fn render(outcome: &Outcome, request: &Request, output: Option<&std::path::Path>) -> String {
     let (batch, outputs) = (outcome.shape[0], outcome.shape[1]);
     let mut out = String::new();
     let w = &mut out;
     let _ = writeln!(
         w,
-        "{} Jacobian of LeNet-5 logits with respect to the input, on {backend}",
+        "{} Jacobian of LeNet-5 logits with respect to the input, on {}, by {}",
         match outcome.layout {
             Layout::Full => "Full (torch.autograd.functional.jacobian layout)",
             Layout::PerSample => "Per-sample",
+        },
+        request.backend,
+        match request.method {
+            Method::Analytic => "LeNet-5's own Jacobian",
+            Method::Autodiff => "Burn's autodiff",
         }
     );
+    let _ = match &request.weights {
+        Some(path) => writeln!(w, "weights: {}", path.display()),
+        None => writeln!(
+            w,
+            "weights: seeded (--seed {}), untrained; --weights models/lenet5-mnist.bpk for LeNet-5 trained on MNIST",
+            request.seed
+        ),
+    };
     let _ = writeln!(w, "shape: {}", python_shape(&outcome.shape));
     let _ = writeln!(w);
     let _ = writeln!(w, "axis  size  meaning");
@@ -106,59 +121,155 @@ fn write_magnitudes(w: &mut String, outcome: &Outcome) {
     }
 }
 
-/// The table printed by `--norms`; `names` labels the samples (the files of `--images`).
-pub fn norms_table(norms: &[SampleNorms], outputs: usize, names: Option<&[String]>) -> String {
-    let input_len = IMAGE_LEN;
+/// Sample by sample: the predicted class and its probability, the label when known, the
+/// Jacobian's norms (`--norms`) and the image's file (`--images`). Every sample with
+/// `--norms`, else the first [`MAX_ROWS`].
+pub fn samples_table(outcome: &Outcome, batch: &Batch) -> String {
     let mut out = String::new();
     let w = &mut out;
-    let _ = writeln!(
-        w,
-        "norms of each sample's {outputs} x {input_len} Jacobian (logits by input pixels):"
-    );
-    let _ = writeln!(
-        w,
-        "sample  {:>13}  {:>13}{}",
-        "Frobenius",
-        "spectral",
-        if names.is_some() { "  image" } else { "" }
-    );
-    for (b, n) in norms.iter().enumerate() {
-        let name = names
-            .and_then(|names| names.get(b))
-            .map(|name| format!("  {name}"))
-            .unwrap_or_default();
+    let labels = batch.labels.iter().any(Option::is_some);
+    let names = batch.names.as_deref();
+    let rows = match outcome.norms {
+        Some(_) => batch.len,
+        None => batch.len.min(MAX_ROWS),
+    };
+    let _ = write!(w, "sample  class  probability");
+    if labels {
+        let _ = write!(w, "  label");
+    }
+    if outcome.norms.is_some() {
+        let _ = write!(w, "  {:>13}  {:>13}", "Frobenius", "spectral");
+    }
+    if names.is_some() {
+        let _ = write!(w, "  image");
+    }
+    let _ = writeln!(w);
+    for (b, (class, probability)) in outcome.predictions().into_iter().enumerate().take(rows) {
+        let _ = write!(w, "{b:>6}  {class:>5}  {probability:>11.4}");
+        if labels {
+            let label = batch.labels[b].map_or("-".to_string(), |l| l.to_string());
+            let _ = write!(w, "  {label:>5}");
+        }
+        if let Some(norms) = &outcome.norms {
+            let n = norms[b];
+            let _ = write!(w, "  {:>13.6e}  {:>13.6e}", n.frobenius, n.spectral);
+        }
+        if let Some(name) = names.and_then(|names| names.get(b)) {
+            let _ = write!(w, "  {name}");
+        }
+        let _ = writeln!(w);
+    }
+    if rows < batch.len {
         let _ = writeln!(
             w,
-            "{b:>6}  {:>13.6e}  {:>13.6e}{name}",
-            n.frobenius, n.spectral
+            "... {} more (--logits FILE.npy writes every sample's logits)",
+            batch.len - rows
         );
     }
-    let _ = writeln!(
-        w,
-        "spectral: the largest singular value, the most a small input change of unit length can move the logits (spectral <= Frobenius)"
-    );
+    if labels {
+        let known: Vec<(usize, usize)> = batch
+            .labels
+            .iter()
+            .zip(outcome.predictions())
+            .filter_map(|(label, (class, _))| label.map(|l| (l, class)))
+            .collect();
+        let right = known.iter().filter(|(l, c)| l == c).count();
+        let _ = writeln!(
+            w,
+            "accuracy on the {} labelled sample(s): {:.2}% ({right}/{})",
+            known.len(),
+            100.0 * right as f64 / known.len() as f64,
+            known.len()
+        );
+    }
+    if outcome.norms.is_some() {
+        let _ = writeln!(
+            w,
+            "norms of each sample's {} x {IMAGE_LEN} Jacobian (logits by input pixels); spectral: \
+             the largest singular value, the most a small input change of unit length can move \
+             the logits (spectral <= Frobenius)",
+            outcome.classes()
+        );
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use jacobian::Magnitudes;
+
     use super::*;
+    use crate::run::SampleNorms;
+
+    fn outcome(logits: Vec<f32>, norms: Option<Vec<SampleNorms>>) -> Outcome {
+        let batch = logits.len() / 2;
+        Outcome {
+            layout: Layout::PerSample,
+            shape: vec![batch, 2, 1, 32, 32],
+            magnitudes: Magnitudes::default(),
+            off_diagonal: (Magnitudes::default(), 1),
+            elapsed: Duration::ZERO,
+            norms,
+            first: None,
+            logits,
+        }
+    }
+
+    fn batch(len: usize, labels: Vec<Option<usize>>, names: Option<Vec<String>>) -> Batch {
+        Batch {
+            len,
+            values: vec![0.0; len * IMAGE_LEN],
+            names,
+            labels,
+        }
+    }
 
     #[test]
-    fn norms_table_rows_are_samples_with_their_names() {
-        // Two samples of a 2 x 2 Jacobian: diag(3, 4) and all ones.
-        let norms = [
+    fn samples_table_rows_say_class_probability_label_norms_and_image() {
+        // Logits (0, ln 3): class 1 with probability 3/4; (2, 0): class 0, e^2 / (1 + e^2).
+        let logits = vec![0.0, 3f32.ln(), 2.0, 0.0];
+        let norms = vec![
             SampleNorms::of(&[3.0, 0.0, 0.0, 4.0], 2),
             SampleNorms::of(&[1.0, 1.0, 1.0, 1.0], 2),
         ];
-        assert!((norms[0].frobenius - 5.0).abs() < 1e-12);
-        assert!((norms[0].spectral - 4.0).abs() < 1e-12);
-        assert!((norms[1].frobenius - 2.0).abs() < 1e-12);
-        assert!((norms[1].spectral - 2.0).abs() < 1e-12);
-        let table = norms_table(&norms, 2, Some(&["a.png".into(), "b.png".into()]));
         assert!(
-            table.contains("     0     5.000000e0     4.000000e0  a.png"),
+            (norms[0].frobenius - 5.0).abs() < 1e-12 && (norms[0].spectral - 4.0).abs() < 1e-12
+        );
+        let names = Some(vec!["1_a.png".to_string(), "b.png".to_string()]);
+        let table = samples_table(
+            &outcome(logits, Some(norms)),
+            &batch(2, vec![Some(1), None], names),
+        );
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(
+            lines[0],
+            "sample  class  probability  label      Frobenius       spectral  image"
+        );
+        assert_eq!(
+            lines[1],
+            "     0      1       0.7500      1     5.000000e0     4.000000e0  1_a.png"
+        );
+        assert!(
+            lines[2].starts_with("     1      0       0.8808      -     2.000000e0"),
             "{table}"
+        );
+        assert!(
+            table.contains("accuracy on the 1 labelled sample(s): 100.00% (1/1)"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn samples_table_shows_the_first_rows_unless_norms_are_asked() {
+        let logits = vec![0.0; 2 * 40];
+        let table = samples_table(&outcome(logits, None), &batch(40, vec![None; 40], None));
+        assert_eq!(table.lines().count(), 1 + MAX_ROWS + 1, "{table}");
+        assert!(table.contains("... 24 more"), "{table}");
+        assert!(
+            !table.contains("label"),
+            "no labels, no label column: {table}"
         );
     }
 }

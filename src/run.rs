@@ -80,8 +80,21 @@ pub struct Request {
     pub method: Method,
     /// Compute and print each sample's norms (`--norms`).
     pub norms: bool,
-    /// Where to draw the saliency maps (`--saliency`).
-    pub saliency: Option<PathBuf>,
+    /// Where to write the logits (`--logits`).
+    pub logits: Option<PathBuf>,
+    /// Where to draw the saliency maps (`--saliency`), of which classes, signed or not.
+    pub saliency: Option<Saliency>,
+}
+
+/// `--saliency FILE.png`, `--target`, `--signed`.
+#[derive(Clone, Debug)]
+pub struct Saliency {
+    /// The PNG to write.
+    pub path: PathBuf,
+    /// Which classes' maps.
+    pub target: saliency::Target,
+    /// `J` through a diverging map rather than `|J|`.
+    pub signed: bool,
 }
 
 /// The norms of one sample's Jacobian matrix.
@@ -122,6 +135,31 @@ pub struct Outcome {
     /// The per-sample Jacobian of the first samples, for the saliency maps (`None` when none
     /// is drawn).
     pub first: Option<Jacobian>,
+    /// The logits, `[batch, classes]` row-major.
+    pub logits: Vec<f32>,
+}
+
+impl Outcome {
+    /// Classes per sample.
+    pub fn classes(&self) -> usize {
+        self.shape[1]
+    }
+
+    /// Each sample's predicted class and its probability (the softmax of its logits).
+    pub fn predictions(&self) -> Vec<(usize, f32)> {
+        self.logits
+            .chunks_exact(self.classes())
+            .map(|logits| {
+                let (class, &top) = logits
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .expect("at least one class");
+                let total: f32 = logits.iter().map(|&l| (l - top).exp()).sum();
+                (class, 1.0 / total)
+            })
+            .collect()
+    }
 }
 
 /// The job run on the chosen backend: the request and its input batch.
@@ -171,6 +209,7 @@ impl BackendJob for &Job<'_> {
 /// What the chunks of a run leave: the file, the sizes, the norms, the first samples.
 struct Collector {
     output: Option<NpyFile>,
+    logits: Vec<f32>,
     magnitudes: Magnitudes,
     norms: Option<Vec<SampleNorms>>,
     keep_first: usize,
@@ -180,7 +219,16 @@ struct Collector {
 
 impl Collector {
     /// Takes a chunk from the engine: the one place where a chunk leaves the device.
-    fn take<B: Backend, const R: usize>(&mut self, chunk: Chunk<B, R>) -> Result<()> {
+    fn take<B: Backend, const R: usize>(&mut self, mut chunk: Chunk<B, R>) -> Result<()> {
+        if let Some(logits) = chunk.outputs.take() {
+            self.logits.extend(
+                logits
+                    .into_data()
+                    .convert::<f32>()
+                    .into_vec::<f32>()
+                    .expect("converted to f32"),
+            );
+        }
         let chunk = Jacobian::from_chunk(chunk, &IMAGE_DIMS);
         self.magnitudes.merge(&chunk.magnitudes());
         if let Some(output) = self.output.as_mut() {
@@ -231,6 +279,7 @@ impl Job<'_> {
         };
         let mut collector = Collector {
             output,
+            logits: Vec::with_capacity(batch * outputs),
             magnitudes: Magnitudes::default(),
             norms: request.norms.then(Vec::new),
             keep_first: self.keep_first.min(batch),
@@ -285,6 +334,7 @@ impl Job<'_> {
             elapsed,
             norms: collector.norms,
             first: collector.first,
+            logits: collector.logits,
         })
     }
 }
@@ -314,13 +364,22 @@ impl Request {
 /// Runs the main job: reads the input, computes, writes and reports on stdout; notes go to
 /// stderr, only once the input is accepted (a failing run prints its error alone).
 pub fn run(request: &Request) -> Result<()> {
-    // Checked before any work: a --saliency path that cannot be written fails at once.
+    // Checked before any work: an output that cannot be written fails at once, and no output
+    // is committed until everything else succeeded.
     let saliency_file = request
         .saliency
+        .as_ref()
+        .map(|s| AtomicFile::create(&s.path))
+        .transpose()?;
+    let logits_file = request
+        .logits
         .as_deref()
         .map(AtomicFile::create)
         .transpose()?;
     let (batch, notes) = input::load(&request.input, request.allow_non_finite)?;
+    if let Some(s) = &request.saliency {
+        check_labels_for(s.target, &batch)?;
+    }
     for note in notes {
         eprintln!("note: {note}");
     }
@@ -335,16 +394,19 @@ pub fn run(request: &Request) -> Result<()> {
     let outcome = run_on(request.backend, &job)?;
     print!(
         "{}",
-        report::render(&outcome, request.backend.name(), request.output.as_deref())
+        report::render(&outcome, request, request.output.as_deref())
     );
-    if let Some(norms) = &outcome.norms {
-        println!();
-        print!(
-            "{}",
-            report::norms_table(norms, outcome.shape[1], batch.names.as_deref())
-        );
+    println!();
+    print!("{}", report::samples_table(&outcome, &batch));
+    if let Some(file) = logits_file {
+        let shape = [batch.len, outcome.classes()];
+        let mut npy = crate::output::npy::NpyFile::from_atomic(file, &shape)?;
+        npy.write(&outcome.logits)?;
+        npy.commit()?;
     }
-    if let (Some(file), Some(first)) = (saliency_file, &outcome.first) {
+    if let (Some(file), Some(first), Some(options)) =
+        (saliency_file, &outcome.first, &request.saliency)
+    {
         let rows = first.samples();
         if rows < batch.len {
             eprintln!(
@@ -352,13 +414,38 @@ pub fn run(request: &Request) -> Result<()> {
                 batch.len
             );
         }
+        let predictions = outcome.predictions();
+        let samples: Vec<saliency::Sample> = (0..rows)
+            .map(|b| saliency::Sample {
+                input: &batch.values[b * lenet5::IMAGE_LEN..(b + 1) * lenet5::IMAGE_LEN],
+                label: batch.labels[b],
+                predicted: predictions[b].0,
+                probability: predictions[b].1,
+            })
+            .collect();
         let path = file.target().to_path_buf();
-        output::write_png(file, &saliency::render(batch.first(rows), first))?;
+        let image = saliency::render(&samples, first, options.target, options.signed);
+        output::write_png(file, &image)?;
         println!(
-            "saliency maps of {rows} sample(s) x {} classes written to {}",
-            first.num_outputs(),
+            "saliency maps of {rows} sample(s) written to {}",
             path.display()
         );
     }
     Ok(())
+}
+
+/// `--target label` draws each sample's label: every drawn sample needs one.
+fn check_labels_for(target: saliency::Target, batch: &Batch) -> Result<()> {
+    if target != saliency::Target::Label {
+        return Ok(());
+    }
+    let rows = saliency::rows(batch.len);
+    match batch.labels[..rows].iter().position(Option::is_none) {
+        None => Ok(()),
+        Some(b) => Err(Error::Usage(format!(
+            "--target label draws each sample's label, and sample {b} has none: labels come \
+             from an MNIST IDX labels file (--labels, or the one beside the images file) or \
+             from image file names such as 7_0003.png"
+        ))),
+    }
 }

@@ -12,22 +12,29 @@ use lenet_jacobian::saliency;
 const OUTPUTS: usize = 10;
 const INPUT_LEN: usize = 32 * 32;
 
-/// The (Frobenius, spectral) pairs of `--norms`' table.
+/// The (Frobenius, spectral) pairs of the samples table `--norms` fills, read by its header.
 fn parse_norms(stdout: &str) -> Vec<(f64, f64)> {
-    let table = stdout
-        .split_once("Frobenius")
-        .unwrap_or_else(|| panic!("no norms table in\n{stdout}"))
-        .1;
-    table
-        .lines()
-        .skip(1)
+    let mut lines = stdout.lines().skip_while(|l| !l.starts_with("sample "));
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_else(|| panic!("no samples table in\n{stdout}"))
+        .split_whitespace()
+        .collect();
+    let column = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .unwrap_or_else(|| panic!("no {name} column in {header:?}"))
+    };
+    let (frobenius, spectral) = (column("Frobenius"), column("spectral"));
+    lines
         .map_while(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let index = fields.first()?.parse::<usize>().ok()?;
             Some((
                 index,
-                fields[1].parse().unwrap(),
-                fields[2].parse().unwrap(),
+                fields[frobenius].parse().unwrap(),
+                fields[spectral].parse().unwrap(),
             ))
         })
         .enumerate()
@@ -165,10 +172,9 @@ fn saliency_writes_a_decodable_png_of_the_grid_size_capped_at_16_rows() {
             "{stderr}"
         );
         let png = image::open(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        assert_eq!(
-            (png.width(), png.height()),
-            saliency::image_size(rows, OUTPUTS, 32, 32)
-        );
+        assert_eq!(png.height(), saliency::grid_height(rows, 32));
+        // The input and a tile per class: wider than 11 tiles of 96 pixels.
+        assert!(png.width() > 11 * 96, "{}", png.width());
         // The tiles hold colour, not only the white background and black ink.
         let rgb = png.to_rgb8();
         assert!(rgb.pixels().any(|p| p[0] != p[1] || p[1] != p[2]));
@@ -270,4 +276,155 @@ fn images_errors_are_one_line_input_errors() {
     // --images and --input together.
     let out = run(&["--images", d, "--input", "x.npy"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// The committed MNIST test digits (tests/fixtures is PyTorch's; data/ holds the digits).
+fn mnist(file: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join(file)
+}
+
+/// An MNIST IDX images file is an input as it is, its labels found beside it; the same digits
+/// as PNG files named `<label>_<index>.png` give the same batch, labels and Jacobian.
+#[test]
+fn idx_digits_and_their_png_files_are_the_same_labelled_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (from_idx, from_png) = (dir.path().join("idx.npy"), dir.path().join("png.npy"));
+    let idx = run(&[
+        "--backend",
+        "flex",
+        "--input",
+        mnist("mnist/t10k-images-idx3-ubyte.gz").to_str().unwrap(),
+        "--layout",
+        "per-sample",
+        // With --norms the table lists every sample, not the first 16.
+        "--norms",
+        "--output",
+        from_idx.to_str().unwrap(),
+    ]);
+    assert!(idx.status.success(), "{}", idx.stderr);
+    assert!(idx.stderr.contains("labels from"), "{}", idx.stderr);
+    assert!(
+        idx.stdout.contains("shape: (1000, 10, 1, 32, 32)"),
+        "{}",
+        idx.stdout
+    );
+    assert!(
+        idx.stdout
+            .contains("accuracy on the 1000 labelled sample(s)"),
+        "{}",
+        idx.stdout
+    );
+    let png = run(&[
+        "--backend",
+        "flex",
+        "--images",
+        mnist("digits").to_str().unwrap(),
+        "--layout",
+        "per-sample",
+        "--output",
+        from_png.to_str().unwrap(),
+    ]);
+    assert!(png.status.success(), "{}", png.stderr);
+    let (png_shape, png_values) = read_npy(&from_png);
+    let (_, idx_values) = read_npy(&from_idx);
+    // data/digits holds test digits named <label>_<index in the IDX file>.png (data/README.md);
+    // the PNG batch is in file-name order. Each row of its table names the image and label.
+    let block = 10 * 32 * 32;
+    let rows: Vec<Vec<String>> = png
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("sample "))
+        .skip(1)
+        .take(png_shape[0])
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), png_shape[0], "{}", png.stdout);
+    for (b, fields) in rows.iter().enumerate() {
+        let (label, image) = (&fields[3], &fields[4]);
+        let (name_label, index) = image.trim_end_matches(".png").split_once('_').unwrap();
+        assert_eq!(label, name_label, "the label of {image}");
+        let index: usize = index.parse().unwrap();
+        // The same pixels, as 8-bit PNG read through the image crate or as IDX bytes: equal
+        // up to the last bit of v / 255.
+        let error = relative_error(
+            &png_values[b * block..(b + 1) * block],
+            &idx_values[index * block..(index + 1) * block],
+        );
+        assert!(
+            error < 1e-6,
+            "{image} differs from IDX digit {index} by {error:e}"
+        );
+        // The IDX run's row of that digit has the same label.
+        let idx_row = idx
+            .stdout
+            .lines()
+            .skip_while(|l| !l.starts_with("sample "))
+            .find(|l| l.split_whitespace().next() == Some(&index.to_string()))
+            .unwrap();
+        assert_eq!(
+            idx_row.split_whitespace().nth(3),
+            Some(label.as_str()),
+            "{idx_row}"
+        );
+    }
+}
+
+#[test]
+fn logits_are_written_as_an_npy_of_samples_by_classes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("logits.npy");
+    let fixture = |file: &str| {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/b3_c10")
+            .join(file)
+    };
+    let out = run(&[
+        "--backend",
+        "flex",
+        "--weights",
+        fixture("lenet5.pt").to_str().unwrap(),
+        "--input",
+        fixture("input.npy").to_str().unwrap(),
+        "--logits",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let (shape, ours) = read_npy(&path);
+    let (torch_shape, torch) = read_npy(&fixture("logits.npy"));
+    assert_eq!(shape, torch_shape);
+    assert!(relative_error(&ours, &torch) < 1e-5);
+    // The table's predicted classes are the logits' largest.
+    for (b, row) in torch.chunks_exact(10).enumerate() {
+        let top = (0..10).max_by(|&p, &q| row[p].total_cmp(&row[q])).unwrap();
+        let line = out
+            .stdout
+            .lines()
+            .skip_while(|l| !l.starts_with("sample "))
+            .find(|l| l.split_whitespace().next() == Some(&b.to_string()))
+            .unwrap();
+        assert_eq!(
+            line.split_whitespace().nth(1),
+            Some(top.to_string().as_str()),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn target_label_needs_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.png");
+    let out = run(&[
+        "--backend",
+        "flex",
+        "--saliency",
+        path.to_str().unwrap(),
+        "--target",
+        "label",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("sample 0 has none"), "{}", out.stderr);
+    assert!(!path.exists());
 }

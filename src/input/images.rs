@@ -14,14 +14,11 @@
 use std::path::{Path, PathBuf};
 
 use image::imageops::{self, FilterType};
-use image::{DynamicImage, ImageBuffer, ImageReader, Luma};
-use lenet5::{IMAGE_LEN, IMAGE_SIZE};
+use image::{DynamicImage, GenericImageView, ImageBuffer, ImageReader, Luma};
+use lenet5::{mnist, IMAGE_LEN, IMAGE_SIZE, MNIST_SIZE};
 
 use crate::error::{Error, InputProblem, Result};
 use crate::input::Batch;
-
-/// Side of an MNIST digit, padded to [`IMAGE_SIZE`].
-pub const MNIST_SIZE: usize = 28;
 
 /// File names the note of [`describe`] lists at most.
 const NAMES_SHOWN: usize = 16;
@@ -69,11 +66,23 @@ pub fn load_dir(dir: &Path) -> Result<Batch> {
                 .unwrap_or_default(),
         );
     }
+    let labels = names.iter().map(|name| label_of(name)).collect();
     Ok(Batch {
         len: files.len(),
         values,
         names: Some(names),
+        labels,
     })
+}
+
+/// The class a file name gives its image: the number before the first underscore, as in MNIST
+/// exports (`7_0003.png` is a 7); `None` for other names.
+pub fn label_of(name: &str) -> Option<usize> {
+    let (first, _) = name.split_once('_')?;
+    if first.is_empty() || !first.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    first.parse().ok()
 }
 
 /// The note that says which file became which sample.
@@ -105,16 +114,16 @@ pub fn read(path: &Path) -> Result<DynamicImage> {
 /// One image as a LeNet-5 sample: `1 x 32 x 32` values in `[0, 1]`, row-major (see the
 /// [module documentation](self) for the rule).
 pub fn to_sample(image: &DynamicImage) -> Vec<f32> {
-    let gray = image.to_luma32f();
     let side = IMAGE_SIZE as u32;
-    let (width, height) = gray.dimensions();
-    let sample: ImageBuffer<Luma<f32>, Vec<f32>> = if (width, height) == (side, side) {
+    if image.dimensions() == (MNIST_SIZE as u32, MNIST_SIZE as u32) {
+        // An MNIST digit: 8-bit gray, made LeNet-5's input the one way the model crate does.
+        let digit = image.to_luma8().into_raw();
+        return mnist::digit_to_input(digit.as_slice().try_into().expect("28 x 28 pixels"))
+            .to_vec();
+    }
+    let gray = image.to_luma32f();
+    let sample: ImageBuffer<Luma<f32>, Vec<f32>> = if gray.dimensions() == (side, side) {
         gray
-    } else if (width, height) == (MNIST_SIZE as u32, MNIST_SIZE as u32) {
-        let pad = (side - MNIST_SIZE as u32) / 2;
-        let mut padded = ImageBuffer::new(side, side); // zeros
-        imageops::replace(&mut padded, &gray, i64::from(pad), i64::from(pad));
-        padded
     } else {
         imageops::resize(&gray, side, side, FilterType::Triangle)
     };

@@ -1,6 +1,8 @@
-//! The input batch: from a `.npy` file, a directory of images, or random; and the checks that
-//! it is what LeNet-5 takes.
+//! The input batch: from a `.npy` file, an MNIST IDX file, a directory of images, or random,
+//! with each sample's label when the source knows it; and the checks that it is what LeNet-5
+//! takes.
 
+pub mod idx;
 pub mod images;
 pub mod npy;
 
@@ -23,8 +25,15 @@ pub enum Source {
         /// Seed of the generator.
         seed: u64,
     },
-    /// A float32 (or float64) `.npy` array `[N, 1, 32, 32]`.
-    Npy(PathBuf),
+    /// A file: a float32 (or float64) `.npy` array `[N, 1, 32, 32]`, or an MNIST IDX images
+    /// file (told apart by their first bytes), with the IDX labels file `labels` (by default
+    /// the one beside it, when there is one).
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Its labels.
+        labels: Option<PathBuf>,
+    },
     /// The PNG and JPEG files of a directory (see [`images`]).
     Images(PathBuf),
 }
@@ -38,6 +47,8 @@ pub struct Batch {
     pub values: Vec<f32>,
     /// Each sample's name (its file), when it came from files.
     pub names: Option<Vec<String>>,
+    /// Each sample's class, where the source says it (IDX labels, image file names).
+    pub labels: Vec<Option<usize>>,
 }
 
 /// Reads the batch `source` names and checks it; non-finite values are refused unless
@@ -45,7 +56,26 @@ pub struct Batch {
 pub fn load(source: &Source, allow_non_finite: bool) -> Result<(Batch, Vec<String>)> {
     let (batch, notes) = match source {
         Source::Random { batch, seed } => (Batch::random(*batch, *seed), Vec::new()),
-        Source::Npy(path) => {
+        Source::File { path, labels } if idx::looks_like_idx(path) => {
+            let mut notes = Vec::new();
+            let labels = labels.clone().or_else(|| {
+                let sibling = idx::sibling_labels(path)?;
+                notes.push(format!(
+                    "{}: labels from {}",
+                    path.display(),
+                    sibling.display()
+                ));
+                Some(sibling)
+            });
+            (idx::load(path, labels.as_deref())?, notes)
+        }
+        Source::File { path, labels } => {
+            if let Some(labels) = labels {
+                return Err(Error::Usage(format!(
+                    "--labels {} goes with an MNIST IDX images file, not a .npy input",
+                    labels.display()
+                )));
+            }
             let array = npy::read(path)?;
             let batch = Batch::from_array(path, &array.shape, array.values)?;
             let notes = array
@@ -61,7 +91,7 @@ pub fn load(source: &Source, allow_non_finite: bool) -> Result<(Batch, Vec<Strin
     };
     if !allow_non_finite {
         let path = match source {
-            Source::Npy(path) | Source::Images(path) => path.as_path(),
+            Source::File { path, .. } | Source::Images(path) => path.as_path(),
             Source::Random { .. } => Path::new("the random input"),
         };
         batch.check_finite(path)?;
@@ -81,6 +111,7 @@ impl Batch {
             len: batch,
             values,
             names: None,
+            labels: vec![None; batch],
         }
     }
 
@@ -118,6 +149,7 @@ impl Batch {
             len: shape[0],
             values,
             names: None,
+            labels: vec![None; shape[0]],
         })
     }
 

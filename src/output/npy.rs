@@ -47,7 +47,11 @@ pub struct NpyFile {
 impl NpyFile {
     /// Prepares `target` for an array of `shape` (see [`AtomicFile::create`]).
     pub fn create(target: &Path, shape: &[usize]) -> Result<Self> {
-        let file = AtomicFile::create(target)?;
+        Self::from_atomic(AtomicFile::create(target)?, shape)
+    }
+
+    /// An array of `shape` in a file already created.
+    pub fn from_atomic(file: AtomicFile, shape: &[usize]) -> Result<Self> {
         let writer = NpyWriter::new(file.writer()?, shape).map_err(|e| file.error(e))?;
         Ok(NpyFile { file, writer })
     }
