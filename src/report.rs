@@ -14,7 +14,7 @@ use crate::saliency::MAX_ROWS;
 const SAMPLE_AXIS_NAMES: [&str; 3] = ["channel", "row", "column"];
 
 /// The report of a run, as printed on stdout.
-pub fn render(outcome: &Outcome, request: &Request, output: Option<&std::path::Path>) -> String {
+pub fn render(outcome: &Outcome, request: &Request) -> String {
     let (batch, outputs) = (outcome.shape[0], outcome.shape[1]);
     let mut out = String::new();
     let w = &mut out;
@@ -65,7 +65,7 @@ pub fn render(outcome: &Outcome, request: &Request, output: Option<&std::path::P
         ),
     };
     let _ = writeln!(w, "computed in {:.3} s", outcome.elapsed.as_secs_f64());
-    if let Some(path) = output {
+    if let Some(path) = &request.output {
         let _ = writeln!(w, "written to {} (float32, C order)", path.display());
     }
     out
@@ -144,7 +144,8 @@ pub fn samples_table(outcome: &Outcome, batch: &Batch) -> String {
         let _ = write!(w, "  image");
     }
     let _ = writeln!(w);
-    for (b, (class, probability)) in outcome.predictions().into_iter().enumerate().take(rows) {
+    let predictions = outcome.predictions();
+    for (b, &(class, probability)) in predictions.iter().enumerate().take(rows) {
         let _ = write!(w, "{b:>6}  {class:>5}  {probability:>11.4}");
         if labels {
             let label = batch.labels[b].map_or("-".to_string(), |l| l.to_string());
@@ -170,8 +171,8 @@ pub fn samples_table(outcome: &Outcome, batch: &Batch) -> String {
         let known: Vec<(usize, usize)> = batch
             .labels
             .iter()
-            .zip(outcome.predictions())
-            .filter_map(|(label, (class, _))| label.map(|l| (l, class)))
+            .zip(&predictions)
+            .filter_map(|(label, &(class, _))| label.map(|l| (l, class)))
             .collect();
         let right = known.iter().filter(|(l, c)| l == c).count();
         let _ = writeln!(

@@ -392,10 +392,7 @@ pub fn run(request: &Request) -> Result<()> {
         },
     };
     let outcome = run_on(request.backend, &job)?;
-    print!(
-        "{}",
-        report::render(&outcome, request, request.output.as_deref())
-    );
+    print!("{}", report::render(&outcome, request));
     println!();
     print!("{}", report::samples_table(&outcome, &batch));
     if let Some(file) = logits_file {
@@ -415,13 +412,19 @@ pub fn run(request: &Request) -> Result<()> {
             );
         }
         let predictions = outcome.predictions();
-        let samples: Vec<saliency::Sample> = (0..rows)
-            .map(|b| saliency::Sample {
-                input: &batch.values[b * lenet5::IMAGE_LEN..(b + 1) * lenet5::IMAGE_LEN],
-                label: batch.labels[b],
-                predicted: predictions[b].0,
-                probability: predictions[b].1,
-            })
+        let samples: Vec<saliency::Sample> = batch
+            .first(rows)
+            .chunks_exact(lenet5::IMAGE_LEN)
+            .zip(&batch.labels)
+            .zip(predictions)
+            .map(
+                |((input, &label), (predicted, probability))| saliency::Sample {
+                    input,
+                    label,
+                    predicted,
+                    probability,
+                },
+            )
             .collect();
         let path = file.target().to_path_buf();
         let image = saliency::render(&samples, first, options.target, options.signed);

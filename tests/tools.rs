@@ -12,6 +12,23 @@ use lenet_jacobian::saliency;
 const OUTPUTS: usize = 10;
 const INPUT_LEN: usize = 32 * 32;
 
+/// The rows of the samples table in `stdout`, after its header, each split into its fields.
+fn table_rows(stdout: &str) -> impl Iterator<Item = Vec<&str>> {
+    stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("sample "))
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+}
+
+/// The fields of sample `b`'s row of the samples table in `stdout`.
+fn table_row(stdout: &str, b: usize) -> Vec<&str> {
+    let b_text = b.to_string();
+    table_rows(stdout)
+        .find(|fields| fields.first() == Some(&b_text.as_str()))
+        .unwrap_or_else(|| panic!("no row of sample {b} in\n{stdout}"))
+}
+
 /// The (Frobenius, spectral) pairs of the samples table `--norms` fills, read by its header.
 fn parse_norms(stdout: &str) -> Vec<(f64, f64)> {
     let mut lines = stdout.lines().skip_while(|l| !l.starts_with("sample "));
@@ -332,17 +349,10 @@ fn idx_digits_and_their_png_files_are_the_same_labelled_batch() {
     // data/digits holds test digits named <label>_<index in the IDX file>.png (data/README.md);
     // the PNG batch is in file-name order. Each row of its table names the image and label.
     let block = 10 * 32 * 32;
-    let rows: Vec<Vec<String>> = png
-        .stdout
-        .lines()
-        .skip_while(|l| !l.starts_with("sample "))
-        .skip(1)
-        .take(png_shape[0])
-        .map(|l| l.split_whitespace().map(str::to_string).collect())
-        .collect();
+    let rows: Vec<Vec<&str>> = table_rows(&png.stdout).take(png_shape[0]).collect();
     assert_eq!(rows.len(), png_shape[0], "{}", png.stdout);
     for (b, fields) in rows.iter().enumerate() {
-        let (label, image) = (&fields[3], &fields[4]);
+        let (label, image) = (fields[3], fields[4]);
         let (name_label, index) = image.trim_end_matches(".png").split_once('_').unwrap();
         assert_eq!(label, name_label, "the label of {image}");
         let index: usize = index.parse().unwrap();
@@ -357,17 +367,8 @@ fn idx_digits_and_their_png_files_are_the_same_labelled_batch() {
             "{image} differs from IDX digit {index} by {error:e}"
         );
         // The IDX run's row of that digit has the same label.
-        let idx_row = idx
-            .stdout
-            .lines()
-            .skip_while(|l| !l.starts_with("sample "))
-            .find(|l| l.split_whitespace().next() == Some(&index.to_string()))
-            .unwrap();
-        assert_eq!(
-            idx_row.split_whitespace().nth(3),
-            Some(label.as_str()),
-            "{idx_row}"
-        );
+        let idx_row = table_row(&idx.stdout, index);
+        assert_eq!(idx_row.get(3), Some(&label), "{idx_row:?}");
     }
 }
 
@@ -398,17 +399,8 @@ fn logits_are_written_as_an_npy_of_samples_by_classes() {
     // The table's predicted classes are the logits' largest.
     for (b, row) in torch.chunks_exact(10).enumerate() {
         let top = (0..10).max_by(|&p, &q| row[p].total_cmp(&row[q])).unwrap();
-        let line = out
-            .stdout
-            .lines()
-            .skip_while(|l| !l.starts_with("sample "))
-            .find(|l| l.split_whitespace().next() == Some(&b.to_string()))
-            .unwrap();
-        assert_eq!(
-            line.split_whitespace().nth(1),
-            Some(top.to_string().as_str()),
-            "{line}"
-        );
+        let row = table_row(&out.stdout, b);
+        assert_eq!(row.get(1), Some(&top.to_string().as_str()), "{row:?}");
     }
 }
 
