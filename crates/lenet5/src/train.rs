@@ -528,6 +528,14 @@ impl EpochRenderer {
         self.totals_mut(which).live_line = live_line;
     }
 
+    /// At the end of training or testing: the live lines ended, then burn-train's summary.
+    fn finish(&mut self, summary: Option<LearnerSummary>) {
+        self.end_live_lines();
+        if let Some(summary) = summary {
+            println!("{summary}");
+        }
+    }
+
     /// Ends a live line left by an interrupted epoch.
     fn end_live_lines(&mut self) {
         for which in [Which::Train, Which::Valid, Which::Test] {
@@ -561,10 +569,7 @@ impl MetricsRendererTraining for EpochRenderer {
         &mut self,
         summary: Option<LearnerSummary>,
     ) -> Result<(), Box<dyn core::error::Error>> {
-        self.end_live_lines();
-        if let Some(summary) = summary {
-            println!("{summary}");
-        }
+        self.finish(summary);
         Ok(())
     }
 }
@@ -588,10 +593,7 @@ impl MetricsRendererEvaluation for EpochRenderer {
         &mut self,
         summary: Option<LearnerSummary>,
     ) -> Result<(), Box<dyn core::error::Error>> {
-        self.end_live_lines();
-        if let Some(summary) = summary {
-            println!("{summary}");
-        }
+        self.finish(summary);
         Ok(())
     }
 }
