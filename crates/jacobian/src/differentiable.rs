@@ -35,14 +35,15 @@ pub trait Differentiable<B: Backend, const D: usize> {
     fn per_sample(&self, x: Tensor<B, D>) -> Result<PerSample<B>, JacobianError>;
 
     /// The rows of the full Jacobian that belong to the output samples `rows`:
-    /// `d y[b, k] / d x[b', ...]` for `b` in `rows` and every `b'` of `x`.
+    /// `d y[b, k] / d x[b', ...]` for `b` in `rows` and every `b'` of `x`, and those samples'
+    /// outputs.
     ///
     /// # Shapes
     ///
     /// - x: `[n, input dims...]`
-    /// - output: `[rows.len(), O, n, N]`
-    fn full_rows(&self, x: Tensor<B, D>, rows: Range<usize>)
-        -> Result<Tensor<B, 4>, JacobianError>;
+    /// - jacobian: `[rows.len(), O, n, N]`
+    /// - outputs: `[rows.len(), O]`
+    fn full_rows(&self, x: Tensor<B, D>, rows: Range<usize>) -> Result<FullRows<B>, JacobianError>;
 
     /// The outputs that are not connected to the input at all, for strict mode (torch's
     /// `strict=True`), at `x`. A function whose every output depends on its input, as a
@@ -64,5 +65,16 @@ pub struct PerSample<B: Backend> {
     /// `[n, O, N]`: `d y[b, k] / d x[b, ...]`, the input flattened.
     pub jacobian: Tensor<B, 3>,
     /// `[n, O]`: `f(x)`.
+    pub outputs: Tensor<B, 2>,
+}
+
+/// The rows of the full Jacobian that belong to some output samples, and those samples'
+/// outputs, which every way of computing the rows has on the way.
+#[derive(Clone, Debug)]
+pub struct FullRows<B: Backend> {
+    /// `[rows, O, n, N]`: `d y[b, k] / d x[b', ...]` for `b` in the rows and every `b'` of
+    /// the batch, the input flattened.
+    pub jacobian: Tensor<B, 4>,
+    /// `[rows, O]`: `f(x)` of the rows' samples.
     pub outputs: Tensor<B, 2>,
 }

@@ -151,6 +151,14 @@ impl Plan {
                     expected,
                 });
             }
+            if let Some(outputs) = &chunk.outputs {
+                if outputs.dims() != [samples, self.outputs] {
+                    return Err(JacobianError::OutputShape {
+                        batch: samples,
+                        output: outputs.dims().to_vec(),
+                    });
+                }
+            }
             if !config.with_outputs {
                 chunk.outputs = None;
             }
@@ -278,15 +286,16 @@ where
     S: FnMut(Chunk<B, 4>) -> Result<(), SinkError>,
 {
     let plan = Plan::new(Layout::Full, f, &x, config)?;
-    let outputs = config.with_outputs.then(|| f.forward(x.clone()));
     plan.for_each_chunk(
         config,
         |rows| {
+            let start = rows.start;
+            let rows = f.full_rows(x.clone(), rows)?;
             Ok(Chunk {
                 layout: Layout::Full,
-                start: rows.start,
-                jacobian: f.full_rows(x.clone(), rows.clone())?,
-                outputs: outputs.clone().map(|y| y.narrow(0, rows.start, rows.len())),
+                start,
+                jacobian: rows.jacobian,
+                outputs: Some(rows.outputs),
             })
         },
         sink,

@@ -78,7 +78,7 @@ mod norms;
 mod reverse;
 
 pub use config::{JacobianConfig, JacobianError};
-pub use differentiable::{Differentiable, PerSample};
+pub use differentiable::{Differentiable, FullRows, PerSample};
 pub use engine::{
     batch_diagonal, full, full_chunks, per_sample, per_sample_chunks, Chunk, Evaluation, SinkError,
 };

@@ -6,7 +6,7 @@ use std::ops::Range;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 
-use crate::{Differentiable, JacobianError, PerSample};
+use crate::{Differentiable, FullRows, JacobianError, PerSample};
 
 /// How [`ReverseMode`] gathers the rows of the per-sample Jacobian (see the
 /// [crate documentation](crate)). The full layout always takes one pass per row.
@@ -173,7 +173,7 @@ where
         &self,
         x: Tensor<AD::InnerBackend, D>,
         rows: Range<usize>,
-    ) -> Result<Tensor<AD::InnerBackend, 4>, JacobianError> {
+    ) -> Result<FullRows<AD::InnerBackend>, JacobianError> {
         let n = x.dims()[0];
         let input_len = x.dims()[1..].iter().product::<usize>();
         let outputs = num_outputs(self, &x)?;
@@ -187,7 +187,10 @@ where
         let classes = Tensor::eye(outputs, &device).reshape([1, outputs, 1, outputs]);
         let cotangents = (samples * classes).reshape([rows.len() * outputs, n, outputs]);
         let products = self.vector_jacobian_products(x, cotangents, Strategy::PerOutput)?;
-        Ok(products.rows.reshape([rows.len(), outputs, n, input_len]))
+        Ok(FullRows {
+            jacobian: products.rows.reshape([rows.len(), outputs, n, input_len]),
+            outputs: products.outputs.narrow(0, rows.start, rows.len()),
+        })
     }
 
     fn disconnected_outputs(

@@ -8,7 +8,7 @@ use burn::backend::{Autodiff, NdArray};
 use burn::tensor::{Tensor, TensorData, Tolerance};
 use jacobian::{
     batch_diagonal, full, full_chunks, per_sample, per_sample_chunks, Chunk, Differentiable,
-    Jacobian, JacobianConfig, JacobianError, Layout, PerSample, ReverseMode, Strategy,
+    FullRows, Jacobian, JacobianConfig, JacobianError, Layout, PerSample, ReverseMode, Strategy,
 };
 
 type Inner = NdArray;
@@ -327,7 +327,7 @@ impl Differentiable<Inner, 2> for HandWritten {
         &self,
         x: Tensor<Inner, 2>,
         rows: Range<usize>,
-    ) -> Result<Tensor<Inner, 4>, JacobianError> {
+    ) -> Result<FullRows<Inner>, JacobianError> {
         self.calls.borrow_mut().push(format!("full_rows {rows:?}"));
         let n = x.dims()[0];
         let [inputs, outputs] = self.m.dims();
@@ -335,7 +335,10 @@ impl Differentiable<Inner, 2> for HandWritten {
             .narrow(0, rows.start, rows.len())
             .reshape([rows.len(), 1, n, 1]);
         let m_t = self.m.clone().transpose().reshape([1, outputs, 1, inputs]);
-        Ok(eye * m_t)
+        Ok(FullRows {
+            jacobian: eye * m_t,
+            outputs: self.forward(x).narrow(0, rows.start, rows.len()),
+        })
     }
 }
 
@@ -395,8 +398,11 @@ impl Differentiable<Inner, 2> for Broken {
         &self,
         x: Tensor<Inner, 2>,
         _: Range<usize>,
-    ) -> Result<Tensor<Inner, 4>, JacobianError> {
-        Ok(Tensor::zeros([1, 1, 1, 1], &x.device()))
+    ) -> Result<FullRows<Inner>, JacobianError> {
+        Ok(FullRows {
+            jacobian: Tensor::zeros([1, 1, 1, 1], &x.device()),
+            outputs: x,
+        })
     }
 }
 
@@ -410,6 +416,53 @@ fn a_jacobian_of_the_wrong_shape_is_an_error() {
     );
     let err = full::<_, _, 2, 4>(&Broken, x, &JacobianConfig::new()).unwrap_err();
     assert!(matches!(err, JacobianError::JacobianShape { .. }), "{err}");
+}
+
+/// The identity on `[n, 2]`, whose Jacobians are right but whose outputs carry a column too
+/// many.
+struct WrongOutputs;
+
+impl Differentiable<Inner, 2> for WrongOutputs {
+    fn forward(&self, x: Tensor<Inner, 2>) -> Tensor<Inner, 2> {
+        x
+    }
+    fn per_sample(&self, x: Tensor<Inner, 2>) -> Result<PerSample<Inner>, JacobianError> {
+        let n = x.dims()[0];
+        let device = x.device();
+        Ok(PerSample {
+            jacobian: Tensor::eye(2, &device)
+                .unsqueeze_dim::<3>(0)
+                .expand([n, 2, 2]),
+            outputs: Tensor::zeros([n, 3], &device),
+        })
+    }
+    fn full_rows(
+        &self,
+        x: Tensor<Inner, 2>,
+        rows: Range<usize>,
+    ) -> Result<FullRows<Inner>, JacobianError> {
+        let n = x.dims()[0];
+        let device = x.device();
+        Ok(FullRows {
+            jacobian: Tensor::zeros([rows.len(), 2, n, 2], &device),
+            outputs: Tensor::zeros([rows.len(), 3], &device),
+        })
+    }
+}
+
+#[test]
+fn outputs_of_the_wrong_shape_are_an_error() {
+    let x = tensor(vec![1.0; 6], [3, 2]);
+    let config = JacobianConfig::new().with_with_outputs(true);
+    for err in [
+        per_sample::<_, _, 2, 3>(&WrongOutputs, x.clone(), &config).unwrap_err(),
+        full::<_, _, 2, 4>(&WrongOutputs, x, &config).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, JacobianError::OutputShape { batch: 3, output } if output == &[3, 3]),
+            "{err}"
+        );
+    }
 }
 
 #[test]

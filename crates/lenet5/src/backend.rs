@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
-use jacobian::{Differentiable, JacobianError, PerSample};
+use jacobian::{Differentiable, FullRows, JacobianError, PerSample};
 
 use crate::{tensor_ops, LeNet5};
 
@@ -56,17 +56,19 @@ pub trait LeNet5Backend: Backend {
     }
 
     /// The rows of the full input Jacobian of the output samples `rows`:
-    /// `d logits[b, k] / d images[b', ...]` for `b` in `rows` and every `b'`.
+    /// `d logits[b, k] / d images[b', ...]` for `b` in `rows` and every `b'`, and those
+    /// samples' logits.
     ///
     /// # Shapes
     ///
     /// - images: `[n, 1, 32, 32]`
-    /// - output: `[rows.len(), num_classes, n, 1024]`
+    /// - jacobian: `[rows.len(), num_classes, n, 1024]`
+    /// - outputs: `[rows.len(), num_classes]`
     fn lenet5_full_rows(
         model: &LeNet5<Self>,
         images: Tensor<Self, 4>,
         rows: Range<usize>,
-    ) -> Tensor<Self, 4> {
+    ) -> FullRows<Self> {
         tensor_ops::full_rows(model, images, rows)
     }
 }
@@ -80,11 +82,7 @@ impl<B: LeNet5Backend> Differentiable<B, 4> for LeNet5<B> {
         Ok(B::lenet5_per_sample(self, x))
     }
 
-    fn full_rows(
-        &self,
-        x: Tensor<B, 4>,
-        rows: Range<usize>,
-    ) -> Result<Tensor<B, 4>, JacobianError> {
+    fn full_rows(&self, x: Tensor<B, 4>, rows: Range<usize>) -> Result<FullRows<B>, JacobianError> {
         Ok(B::lenet5_full_rows(self, x, rows))
     }
 }
@@ -105,7 +103,7 @@ macro_rules! cpu_backend {
                 model: &LeNet5<Self>,
                 images: Tensor<Self, 4>,
                 rows: Range<usize>,
-            ) -> Tensor<Self, 4> {
+            ) -> FullRows<Self> {
                 crate::host::full_rows(model, images, rows)
             }
         }
@@ -141,8 +139,12 @@ where
         model: &LeNet5<Self>,
         images: Tensor<Self, 4>,
         rows: Range<usize>,
-    ) -> Tensor<Self, 4> {
+    ) -> FullRows<Self> {
         use burn::module::AutodiffModule;
-        Tensor::from_inner(B::lenet5_full_rows(&model.valid(), images.inner(), rows))
+        let inner = B::lenet5_full_rows(&model.valid(), images.inner(), rows);
+        FullRows {
+            jacobian: Tensor::from_inner(inner.jacobian),
+            outputs: Tensor::from_inner(inner.outputs),
+        }
     }
 }

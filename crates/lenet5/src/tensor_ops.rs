@@ -15,7 +15,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::module::conv_transpose2d;
 use burn::tensor::ops::ConvTransposeOptions;
 use burn::tensor::Tensor;
-use jacobian::PerSample;
+use jacobian::{FullRows, PerSample};
 
 use crate::{
     LeNet5, CONV2_CHANNELS, FC2_UNITS, IMAGE_CHANNELS, IMAGE_LEN, IMAGE_SIZE, POOL2_SIZE, POOL_SIZE,
@@ -132,7 +132,7 @@ pub fn full_rows<B: Backend>(
     model: &LeNet5<B>,
     images: Tensor<B, 4>,
     rows: Range<usize>,
-) -> Tensor<B, 4> {
+) -> FullRows<B> {
     check_images(&images);
     let n = images.dims()[0];
     let r = rows.len();
@@ -151,11 +151,15 @@ pub fn full_rows<B: Backend>(
         .transpose()
         .reshape([1, classes, 1, FC2_UNITS]);
     let g = (one_hot * w3t).reshape([r * classes * n, FC2_UNITS]);
+    let outputs = a.logits.clone().narrow(0, rows.start, r);
     let rows = Rows {
         outer: r * classes,
         inner: 1,
     };
-    backward_sweep(model, &a, g, rows).reshape([r, classes, n, IMAGE_LEN])
+    FullRows {
+        jacobian: backward_sweep(model, &a, g, rows).reshape([r, classes, n, IMAGE_LEN]),
+        outputs,
+    }
 }
 
 /// LeNet-5 takes `[n, 1, 32, 32]`.

@@ -60,9 +60,14 @@ where
         TOLERANCE,
         &format!("{name}: logits beside the Jacobian"),
     );
-    let specialised_full = full::<_, _, 4, 6>(&model, x.clone(), &config)
-        .unwrap()
-        .jacobian;
+    let specialised_full = full::<_, _, 4, 6>(&model, x.clone(), &config).unwrap();
+    assert_close(
+        specialised_full.outputs.unwrap(),
+        model.forward(x.clone()),
+        TOLERANCE,
+        &format!("{name}: logits beside the full Jacobian"),
+    );
+    let specialised_full = specialised_full.jacobian;
     assert_eq!(specialised_full.dims(), [batch, classes, batch, 1, 32, 32]);
     assert_close(
         specialised_full.clone(),
@@ -81,12 +86,22 @@ where
         TOLERANCE,
         &format!("{name}: tensor ops, per-sample"),
     );
-    let ops_full = tensor_ops::full_rows(&model, x.clone(), 0..batch);
+    // The rows of the second half of the samples, and their logits.
+    let rows = batch / 2..batch;
+    let ops_full = tensor_ops::full_rows(&model, x.clone(), rows.clone());
     assert_close(
-        ops_full.reshape([batch, classes, batch, 1, 32, 32]),
-        reference_full,
+        ops_full
+            .jacobian
+            .reshape([rows.len(), classes, batch, 1, 32, 32]),
+        reference_full.narrow(0, rows.start, rows.len()),
         TOLERANCE,
         &format!("{name}: tensor ops, full"),
+    );
+    assert_close(
+        ops_full.outputs,
+        model.forward(x.clone()).narrow(0, rows.start, rows.len()),
+        TOLERANCE,
+        &format!("{name}: tensor ops, logits beside the full rows"),
     );
 
     // Autodiff delegates to its inner backend: the same values.

@@ -15,7 +15,7 @@ use std::ops::Range;
 use burn::module::Param;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use jacobian::PerSample;
+use jacobian::{FullRows, PerSample};
 use rayon::prelude::*;
 
 use crate::tensor_ops::check_images;
@@ -56,7 +56,7 @@ pub(crate) fn full_rows<B: Backend>(
     model: &LeNet5<B>,
     images: Tensor<B, 4>,
     rows: Range<usize>,
-) -> Tensor<B, 4> {
+) -> FullRows<B> {
     check_images(&images);
     let [n, _, _, _] = images.dims();
     let device = images.device();
@@ -80,7 +80,11 @@ pub(crate) fn full_rows<B: Backend>(
             }
         });
     let shape = [rows.len(), classes, n, IMAGE_LEN];
-    Tensor::from_data(TensorData::new(values, shape), &device)
+    let logits = forward.logits[rows.start * classes..rows.end * classes].to_vec();
+    FullRows {
+        jacobian: Tensor::from_data(TensorData::new(values, shape), &device),
+        outputs: Tensor::from_data(TensorData::new(logits, [rows.len(), classes]), &device),
+    }
 }
 
 /// The model's parameters, read from the backend once.
