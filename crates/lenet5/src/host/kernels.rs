@@ -13,6 +13,8 @@
 //! into the layout changes the products need, the products run on `gemm`'s kernels (the ones
 //! Burn's flex backend uses) and tanh on `wide`'s SIMD lanes.
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 use wide::f32x8;
 
@@ -26,6 +28,22 @@ use crate::{
 /// memory of a worker (about 2 MB at 10 rows, most of it the two convolutions' patches);
 /// blocks of 5, 10 and 20 rows measured the same at batch 1024.
 const ROW_BLOCK: usize = 10;
+
+/// The convolutions' adjoints multiply column-major matrices, one column per channel or
+/// kernel tap; `gemm` copies (packs) such a matrix before multiplying unless its column length
+/// is a multiple of its SIMD width (16 lanes with AVX-512, 8 with AVX2).
+const GEMM_LANES: usize = 16;
+
+/// The column length of conv2's output cotangent and patches, `[rows, 10, 14]`: that of a
+/// whole block, padded for `gemm`, whatever the block's rows (see [`Scratch`]).
+const COLUMN2: usize = padded(ROW_BLOCK * S2 * P1);
+/// The same for conv1's, `[rows, 28, 32]`.
+const COLUMN1: usize = padded(ROW_BLOCK * S1 * SIDE);
+
+/// `len` rounded up to whole SIMD lanes (see [`GEMM_LANES`]).
+const fn padded(len: usize) -> usize {
+    len.next_multiple_of(GEMM_LANES)
+}
 
 /// The pooling adjoint's factor, 1 / (window size): 1/4, a power of two, so folding it into
 /// tanh's derivative rounds as applying it apart would.
@@ -44,6 +62,9 @@ pub(crate) struct Weights {
     pub conv2_bias: Vec<f32>,
     /// `[400, 120]` (Burn's Linear weight is `[in, out]`)
     pub fc1: Vec<f32>,
+    /// `[120, 400]`: `fc1` transposed, read by its adjoint as a column-major `[400, 120]`,
+    /// the layout `gemm` multiplies without repacking it for every block of rows.
+    pub fc1_t: Vec<f32>,
     /// `[120]`
     pub fc1_bias: Vec<f32>,
     /// `[120, 84]`
@@ -94,11 +115,19 @@ impl Forward {
             (d.fc2.par_chunks_mut(H2), d.logits.par_chunks_mut(w.classes)),
         )
             .into_par_iter()
-            .for_each_init(ForwardScratch::new, |s, (x, d1, d2, e1, (e2, logits))| {
-                forward(w, x, s, [d1, d2, e1, e2], logits);
+            .for_each(|(x, d1, d2, e1, (e2, logits))| {
+                FORWARD_SCRATCH.with_borrow_mut(|s| forward(w, x, s, [d1, d2, e1, e2], logits));
             });
         d
     }
+}
+
+thread_local! {
+    /// This thread's buffers for the passes, kept from call to call: rayon may run every
+    /// sample as a job of its own, and fresh buffers for each (2 MB for the sweep, allocated
+    /// and zeroed) cost more than a small batch's arithmetic.
+    static FORWARD_SCRATCH: RefCell<ForwardScratch> = RefCell::new(ForwardScratch::new());
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
 }
 
 /// One worker's buffers for the forward pass of a sample.
@@ -279,7 +308,12 @@ fn avg_pool(x: &[f32], out: &mut [f32], channels: usize, side: usize) {
 }
 
 /// One worker's buffers for a block of up to [`ROW_BLOCK`] rows.
-pub(crate) struct Scratch {
+///
+/// The convolutions' output cotangents are stored wider than they are (see [`sweep_block`]),
+/// in columns of a fixed length ([`COLUMN2`], [`COLUMN1`]): every block writes the same
+/// places, whatever its rows, and the places past each row's width are never written, so they
+/// keep the zeros they are allocated with.
+struct Scratch {
     fc2: Vec<f32>,        // [rows, 84]
     fc1: Vec<f32>,        // [rows, 120]
     pool2: Vec<f32>,      // [rows, 400]
@@ -291,17 +325,17 @@ pub(crate) struct Scratch {
 }
 
 impl Scratch {
-    pub fn new() -> Self {
+    fn new() -> Self {
         let r = ROW_BLOCK;
         Scratch {
             fc2: vec![0.0; r * H2],
             fc1: vec![0.0; r * H1],
             pool2: vec![0.0; r * C2 * P2 * P2],
-            conv2: vec![0.0; C2 * r * S2 * P1],
-            conv2_cols: vec![0.0; C1 * K * K * r * S2 * P1],
+            conv2: vec![0.0; C2 * COLUMN2],
+            conv2_cols: vec![0.0; C1 * K * K * COLUMN2],
             pool1: vec![0.0; r * C1 * P1 * P1],
-            conv1: vec![0.0; C1 * r * S1 * SIDE],
-            conv1_cols: vec![0.0; K * K * r * S1 * SIDE],
+            conv1: vec![0.0; C1 * COLUMN1],
+            conv1_cols: vec![0.0; K * K * COLUMN1],
         }
     }
 }
@@ -318,12 +352,13 @@ pub(crate) fn sweep(
     seeds: &[f32],
     out: &mut [f32],
     out_stride: usize,
-    s: &mut Scratch,
 ) {
-    for (block, seeds) in seeds.chunks(ROW_BLOCK * w.classes).enumerate() {
-        let out = &mut out[block * ROW_BLOCK * out_stride..];
-        sweep_block(w, d, sample, seeds, out, out_stride, s);
-    }
+    SCRATCH.with_borrow_mut(|s| {
+        for (block, seeds) in seeds.chunks(ROW_BLOCK * w.classes).enumerate() {
+            let out = &mut out[block * ROW_BLOCK * out_stride..];
+            sweep_block(w, d, sample, seeds, out, out_stride, s);
+        }
+    });
 }
 
 /// [`sweep`] of at most [`ROW_BLOCK`] rows, the size of the scratch buffers.
@@ -359,61 +394,57 @@ fn sweep_block(
     scale_rows(fc1, &d.fc1[sample * H1..][..H1]);
     let flat = C2 * P2 * P2;
     let pool2 = &mut s.pool2[..rows * flat];
+    // As pool2^T = W1 fc1^T ([400, rows]): a product with 400 rows rather than `rows`.
     matmul(
         pool2,
-        (flat, 1),
-        (fc1, H1, 1),
-        (&w.fc1, 1, H1),
-        [rows, flat, H1],
+        (1, flat),
+        (&w.fc1_t, 1, flat),
+        (fc1, 1, H1),
+        [flat, rows, H1],
     );
 
     // Pool2's adjoint and conv2's tanh derivative, into the channel-major layout the product
-    // with conv2's kernel matrix reads: [16][rows, 10, 14]. Rows of conv2's output are stored
-    // 14 wide, the width of its input, so that col2im is one contiguous add per kernel tap; the
-    // 4 extra columns are never written and stay zero (as do their products).
-    let m2 = rows * S2 * P1;
+    // with conv2's kernel matrix reads: [16][rows, 10, 14], a column per channel. Rows of
+    // conv2's output are stored 14 wide, the width of its input, so that col2im is one
+    // contiguous add per kernel tap; the 4 extra columns stay zero (as do their products).
     let d2 = &d.conv2[sample * C2 * S2 * S2..][..C2 * S2 * S2];
-    let conv2 = &mut s.conv2[..C2 * m2];
-    pool_adjoint(pool2, d2, conv2, rows, C2, S2, P1);
+    pool_adjoint(pool2, d2, &mut s.conv2, rows, C2, S2, P1);
 
     // Conv2's adjoint: every output position's cotangent times the kernel matrix [16, 150]
-    // gives its patch's contribution, which col2im adds into the 14 x 14 input.
-    let cols2 = &mut s.conv2_cols[..C1 * K * K * m2];
+    // gives its patch's contribution, which col2im adds into the 14 x 14 input. The product
+    // covers the block's rows, rounded up to whole SIMD lanes.
+    let cols2 = &mut s.conv2_cols;
     matmul(
         cols2,
-        (1, m2),
-        (conv2, 1, m2),
+        (1, COLUMN2),
+        (&s.conv2, 1, COLUMN2),
         (&w.conv2, C1 * K * K, 1),
-        [m2, C1 * K * K, C2],
+        [padded(rows * S2 * P1), C1 * K * K, C2],
     );
     let pool1 = &mut s.pool1[..rows * C1 * P1 * P1];
-    pool1.fill(0.0);
     for ci in 0..C1 {
         for i in 0..rows {
             let dst = &mut pool1[(i * C1 + ci) * P1 * P1..][..P1 * P1];
-            col2im(dst, P1, cols2, ci * K * K, m2, i * S2 * P1, S2);
+            col2im(dst, P1, cols2, ci * K * K, COLUMN2, i * S2 * P1, S2);
         }
     }
 
     // Pool1's adjoint and conv1's tanh derivative: [6][rows, 28, 32], 32 wide as above.
-    let m1 = rows * S1 * SIDE;
     let d1 = &d.conv1[sample * C1 * S1 * S1..][..C1 * S1 * S1];
-    let conv1 = &mut s.conv1[..C1 * m1];
-    pool_adjoint(pool1, d1, conv1, rows, C1, S1, SIDE);
+    pool_adjoint(pool1, d1, &mut s.conv1, rows, C1, S1, SIDE);
 
     // Conv1's adjoint, the same way, into the 32 x 32 image of each row.
-    let cols1 = &mut s.conv1_cols[..K * K * m1];
+    let cols1 = &mut s.conv1_cols;
     matmul(
         cols1,
-        (1, m1),
-        (conv1, 1, m1),
+        (1, COLUMN1),
+        (&s.conv1, 1, COLUMN1),
         (&w.conv1, K * K, 1),
-        [m1, K * K, C1],
+        [padded(rows * S1 * SIDE), K * K, C1],
     );
     for i in 0..rows {
         let dst = &mut out[i * out_stride..][..PIXELS];
-        dst.fill(0.0);
-        col2im(dst, SIDE, cols1, 0, m1, i * S1 * SIDE, S1);
+        col2im(dst, SIDE, cols1, 0, COLUMN1, i * S1 * SIDE, S1);
     }
 }
 
@@ -469,8 +500,9 @@ fn scale_rows(x: &mut [f32], scale: &[f32]) {
 /// The 2 x 2 average pooling's adjoint times the derivative before it.
 ///
 /// `pooled` is `[rows, channels, side / 2, side / 2]`; `derivative` (with the 1/4 folded in)
-/// is `[channels, side, side]`; `dst` is `[channels][rows, side, stride]`, of which only the
-/// first `side` columns are written.
+/// is `[channels, side, side]`; `dst` is `[channels][rows, side, stride]`, each channel a
+/// column of `dst.len() / channels` values, of which only the first `side` of each row are
+/// written.
 fn pool_adjoint(
     pooled: &[f32],
     derivative: &[f32],
@@ -481,11 +513,13 @@ fn pool_adjoint(
     stride: usize,
 ) {
     let half = side / 2;
+    let column = dst.len() / channels;
+    assert!(rows * side * stride <= column);
     for c in 0..channels {
         let d = &derivative[c * side * side..][..side * side];
         for i in 0..rows {
             let src = &pooled[(i * channels + c) * half * half..][..half * half];
-            let out = &mut dst[(c * rows + i) * side * stride..][..side * stride];
+            let out = &mut dst[c * column + i * side * stride..][..side * stride];
             for y in 0..side {
                 let src = &src[(y / 2) * half..][..half];
                 let d = &d[y * side..][..side];
@@ -499,14 +533,15 @@ fn pool_adjoint(
     }
 }
 
-/// Adds a convolution's patches into its input: the col2im of a stride-1, unpadded 5 x 5
+/// A convolution's patches summed into its input: the col2im of a stride-1, unpadded 5 x 5
 /// convolution with `out_side x out_side` outputs.
 ///
 /// `cols` holds one column of `col_len` values per kernel tap, the taps of one input channel
 /// starting at column `first_col`; this image's outputs start at `offset` in each column, in
-/// rows `in_side` wide whose columns past `out_side` are zero. `dst` is one channel of the
-/// input, `in_side x in_side`. With rows that wide, a tap's patch is one contiguous run of
-/// `dst` (the zeros land on the columns between), so each tap is a single vectorised add.
+/// rows `in_side` wide whose columns past `out_side` are zero. `dst`, one channel of the
+/// input, `in_side x in_side`, is overwritten. With rows that wide, a tap's patch is one
+/// contiguous run of `dst` (the zeros land on the columns between), so each tap is a single
+/// vectorised add; the first tap's run is copied, and the rest of `dst` zeroed, instead.
 fn col2im(
     dst: &mut [f32],
     in_side: usize,
@@ -517,11 +552,13 @@ fn col2im(
     out_side: usize,
 ) {
     let len = (out_side - 1) * in_side + out_side;
-    for ky in 0..K {
-        for kx in 0..K {
-            let src = &cols[(first_col + ky * K + kx) * col_len + offset..][..len];
-            add_assign(&mut dst[ky * in_side + kx..][..len], src);
-        }
+    let tap = |t: usize| &cols[(first_col + t) * col_len + offset..][..len];
+    let (first, rest) = dst[..in_side * in_side].split_at_mut(len);
+    first.copy_from_slice(tap(0));
+    rest.fill(0.0);
+    for t in 1..K * K {
+        let (ky, kx) = (t / K, t % K);
+        add_assign(&mut dst[ky * in_side + kx..][..len], tap(t));
     }
 }
 

@@ -5,8 +5,10 @@
 //! forward pass keeping tanh's derivative at every hidden unit, then the cotangents of the
 //! logits carried back through the layers' adjoints. Here both passes are fused kernels on the
 //! host (see [`kernels`]), samples spread over rayon's threads: the parameters and images are
-//! read from the backend once, the Jacobian and logits written back to it once. Tests hold
-//! both to the autodiff engine and to PyTorch on every backend.
+//! read from the backend once, the Jacobian and logits written back to it once. Each thread
+//! that has run a sample keeps its buffers for the next call (about 2.3 MB: 2.1 for the sweep,
+//! 0.2 for the forward pass). Tests hold both to the autodiff engine and to PyTorch on every
+//! backend.
 
 mod kernels;
 
@@ -20,7 +22,7 @@ use rayon::prelude::*;
 
 use crate::tensor_ops::check_images;
 use crate::{LeNet5, IMAGE_LEN};
-use kernels::{Forward, Scratch, Weights};
+use kernels::{Forward, Weights};
 
 /// The per-sample Jacobian and the logits (see
 /// [`LeNet5Backend::lenet5_per_sample`](crate::LeNet5Backend::lenet5_per_sample)).
@@ -37,9 +39,7 @@ pub(crate) fn per_sample<B: Backend>(model: &LeNet5<B>, images: Tensor<B, 4>) ->
     values
         .par_chunks_mut(classes * IMAGE_LEN) // [classes, 1024]: one sample
         .enumerate()
-        .for_each_init(Scratch::new, |scratch, (b, out)| {
-            kernels::sweep(&weights, &forward, b, &seeds, out, IMAGE_LEN, scratch);
-        });
+        .for_each(|(b, out)| kernels::sweep(&weights, &forward, b, &seeds, out, IMAGE_LEN));
     PerSample {
         jacobian: Tensor::from_data(TensorData::new(values, [n, classes, IMAGE_LEN]), &device),
         outputs: Tensor::from_data(TensorData::new(forward.logits, [n, classes]), &device),
@@ -69,14 +69,14 @@ pub(crate) fn full_rows<B: Backend>(
     values
         .par_chunks_mut(classes * n * IMAGE_LEN) // [classes, n, 1024]: the rows of logits[b]
         .zip(rows.clone())
-        .for_each_init(Scratch::new, |scratch, (out, b)| {
+        .for_each(|(out, b)| {
             for other in 0..n {
                 // Sample b''s logits get the cotangent delta(b, b') e_k; row k lands at
                 // [k, b'].
                 let seeds = if other == b { &identity } else { &zeros };
                 let out = &mut out[other * IMAGE_LEN..];
                 let stride = n * IMAGE_LEN;
-                kernels::sweep(&weights, &forward, other, seeds, out, stride, scratch);
+                kernels::sweep(&weights, &forward, other, seeds, out, stride);
             }
         });
     let shape = [rows.len(), classes, n, IMAGE_LEN];
@@ -96,6 +96,7 @@ fn host_weights<B: Backend>(model: &LeNet5<B>) -> Weights {
         conv2: to_host(model.conv2.weight.val()),
         conv2_bias: bias(&model.conv2.bias, model.conv2.weight.dims()[0]),
         fc1: to_host(model.fc1.weight.val()),
+        fc1_t: to_host(model.fc1.weight.val().transpose()),
         fc1_bias: bias(&model.fc1.bias, outputs(&model.fc1.weight)),
         fc2: to_host(model.fc2.weight.val()),
         fc2_bias: bias(&model.fc2.bias, outputs(&model.fc2.weight)),
