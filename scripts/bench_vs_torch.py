@@ -1,31 +1,38 @@
 #!/usr/bin/env python3
 """Benchmark PyTorch against the lenet-jacobian binary on the same shapes, in one run.
 
-The model is the LeNet5 of make_torch_fixtures.py with 10 classes and random
-(default) init; the input is torch.rand(N, 1, 32, 32), float32 on the CPU.
+The model is one variant of the LeNet5 family of make_torch_fixtures.py, chosen
+with --activation tanh|relu|sigmoid, --pooling avg|max and --padding P (default:
+the seed's tanh, avg, 0), with 1 input channel, 10 classes and PyTorch's default
+init after torch.manual_seed(--seed); the input is torch.rand(N, 1, S, S) with
+S = 32 - 2 * P, drawn right after the model, float32 on the CPU.
 
 PyTorch ways:
-  per-sample layout [N, 10, 1, 32, 32]
+  per-sample layout [N, 10, 1, S, S]
     (a) one forward, then torch.autograd.grad(out[:, k].sum(), x, retain_graph=True)
         for k in 0..9; measured with the parameters requiring grad and with
         requires_grad_(False) on them
-    (b) torch.func.vmap(torch.func.jacrev(f)), f: one sample [1, 32, 32] -> logits [10];
+    (b) torch.func.vmap(torch.func.jacrev(f)), f: one sample [1, S, S] -> logits [10];
         measured with the parameters requiring grad and frozen
     torch best = the smallest median of (a) and (b)
-  full layout [N, 10, N, 1, 32, 32]
+  full layout [N, 10, N, 1, S, S]
     (c) torch.autograd.functional.jacobian(model, x, vectorize=True), batch <= 128 only
     torch best = (c)
 
-Ours: `<bin> bench --backend B --batch N --layout per-sample|full --repeats R --json --method M`
-(plus --ours-args) for each backend and method; every stdout line that is a JSON object with "backend", "batch",
+Ours: `<bin> bench --backend B --batch N --layout per-sample|full --repeats R --json --method M
+--activation ACT --pooling POOL --padding P` (plus --ours-args) for each backend and method, the
+variant flags always given; every stdout line that is a JSON object with "backend", "batch",
 "layout" and "median_s" (optionally "min_s", "max_s") is a result; other lines
 and keys are ignored, stderr passes through.
 
 Each way is run once as a warm-up, then timed --repeats times; the table gives
 the median, min and max in seconds and, for our rows, median / torch best median.
+The report names the variant, and every --json-out row has a "variant" field
+({"activation", "pooling", "padding"}).
 
 Example:
     python scripts/bench_vs_torch.py --batches 12,128 --markdown-out bench.md
+    python scripts/bench_vs_torch.py --activation relu --pooling max --padding 2
 """
 
 from __future__ import annotations
@@ -46,11 +53,52 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_torch_fixtures import IMAGE, REPO, build_model  # noqa: E402
+from make_torch_fixtures import (  # noqa: E402
+    ACTIVATIONS, DEFAULT_CONFIG, POOLINGS, REPO, SIDE, family_from_config, input_shape)
 
 N_CLASSES = 10
 TORCH_FULL_MAX_BATCH = 128  # the full Jacobian grows with batch squared
 LAYOUTS = ("per-sample", "full")
+MAX_PADDING = (SIDE - 1) // 2  # the input side 32 - 2 * padding stays >= 1
+
+
+class Variant:
+    """The LeNet-5 variant measured: activation, pooling and conv1 padding (1 input channel)."""
+
+    def __init__(self, activation: str, pooling: str, padding: int):
+        self.activation, self.pooling, self.padding = activation, pooling, padding
+        self.config = {**DEFAULT_CONFIG, "num_classes": N_CLASSES, "activation": activation,
+                       "pooling": pooling, "padding": padding}
+        self.image = input_shape(self.config)  # (1, S, S)
+
+    def build_model(self, seed: int):
+        """Like make_torch_fixtures.build_model: default init after torch.manual_seed(seed),
+        float32, eval mode; the generator is left right after the weights."""
+        torch.manual_seed(seed)
+        return family_from_config(self.config).float().eval()
+
+    def flags(self) -> list[str]:
+        """The same variant as `bench` flags of our binary."""
+        return ["--activation", self.activation, "--pooling", self.pooling, "--padding", str(self.padding)]
+
+    def text(self) -> str:
+        c, s, _ = self.image
+        return (f"{self.activation} activation, {self.pooling} pooling, padding {self.padding} "
+                f"(input {c} x {s} x {s})")
+
+    def record(self) -> dict:
+        return {"activation": self.activation, "pooling": self.pooling, "padding": self.padding}
+
+
+def padding_arg(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}")
+    if not 0 <= v <= MAX_PADDING:
+        raise argparse.ArgumentTypeError(f"expected 0 <= padding <= {MAX_PADDING} (input side 32 - 2 x padding), "
+                                         f"got {v}")
+    return v
 
 
 def int_list(s: str) -> list[int]:
@@ -90,30 +138,31 @@ def way_autograd_per_logit(model, x):
         out = model(xg)
         grads = [torch.autograd.grad(out[:, k].sum(), xg, retain_graph=True)[0]
                  for k in range(out.shape[1])]
-        return torch.stack(grads, dim=1)  # [N, C, 1, 32, 32]
+        return torch.stack(grads, dim=1)  # [N, C, 1, S, S]
     return run
 
 
 def way_vmap_jacrev(model, x):
-    def f(sample):  # [1, 32, 32] -> [C]
+    def f(sample):  # [1, S, S] -> [C]
         return model(sample.unsqueeze(0)).squeeze(0)
 
     jac = torch.func.vmap(torch.func.jacrev(f))
 
     def run():
-        return jac(x)  # [N, C, 1, 32, 32]
+        return jac(x)  # [N, C, 1, S, S]
     return run
 
 
 def way_functional_full(model, x):
     def run():
-        return torch.autograd.functional.jacobian(model, x, vectorize=True)  # [N, C, N, 1, 32, 32]
+        return torch.autograd.functional.jacobian(model, x, vectorize=True)  # [N, C, N, 1, S, S]
     return run
 
 
-def torch_results(layout: str, batch: int, repeats: int, seed: int) -> list[dict]:
-    model = build_model(N_CLASSES, seed)
-    x = torch.rand(batch, *IMAGE)
+def torch_results(variant: Variant, layout: str, batch: int, repeats: int, seed: int) -> list[dict]:
+    image = variant.image
+    model = variant.build_model(seed)
+    x = torch.rand(batch, *image)
     frozen = copy.deepcopy(model).requires_grad_(False)
 
     if layout == "per-sample":
@@ -123,13 +172,13 @@ def torch_results(layout: str, batch: int, repeats: int, seed: int) -> list[dict
             ("torch (b) vmap(jacrev)", way_vmap_jacrev(model, x)),
             ("torch (b) vmap(jacrev), params frozen", way_vmap_jacrev(frozen, x)),
         ]
-        expected = (batch, N_CLASSES, *IMAGE)
+        expected = (batch, N_CLASSES, *image)
     else:
         if batch > TORCH_FULL_MAX_BATCH:
             print(f"  torch (c) skipped for batch {batch} > {TORCH_FULL_MAX_BATCH}", file=sys.stderr)
             return []
         ways = [("torch (c) autograd.functional.jacobian(vectorize=True)", way_functional_full(model, x))]
-        expected = (batch, N_CLASSES, batch, *IMAGE)
+        expected = (batch, N_CLASSES, batch, *image)
 
     rows, reference = [], None
     for name, fn in ways:
@@ -274,7 +323,7 @@ def fmt(v) -> str:
     return "—" if v is None else f"{v:.4g}"
 
 
-def report(rows: list[dict], args, binary: Path, problems: list[str], busy, other) -> str:
+def report(rows: list[dict], args, variant: Variant, binary: Path, problems: list[str], busy, other) -> str:
     busy_text = "unknown" if busy is None else f"{busy:.0%}"
     other_text = "unknown" if other is None else f"{other:.0%}"
     if (busy is not None and busy > 0.1) or (other is not None and other > 0.05):
@@ -282,13 +331,14 @@ def report(rows: list[dict], args, binary: Path, problems: list[str], busy, othe
     lines = [
         "## LeNet5 input Jacobian: PyTorch vs lenet-jacobian",
         "",
+        f"- variant: {variant.text()}",
         f"- CPU: {cpu_model()}",
         f"- nproc: {nproc()}; CPU busy in the second before the run: {busy_text}; "
         f"CPU share used by other processes during the run: {other_text}",
         f"- torch {torch.__version__} ({torch.get_num_threads()} threads), python {platform.python_version()}",
         f"- ours: `{binary}`, backends {', '.join(args.backends)}, methods {', '.join(args.methods)}"
         + (f", extra arguments `{args.ours_args}`" if args.ours_args else ""),
-        f"- {N_CLASSES} classes, input torch.rand(N, 1, 32, 32) float32; "
+        f"- {N_CLASSES} classes, input torch.rand(N, {', '.join(map(str, variant.image))}) float32; "
         f"median / min / max of {args.repeats} timed runs after one warm-up",
         "",
     ]
@@ -336,10 +386,18 @@ def main(argv=None) -> int:
                         f"PyTorch's full Jacobian is never run above {TORCH_FULL_MAX_BATCH})")
     p.add_argument("--repeats", type=int, default=7, help="timed runs per way, after one warm-up (default: 7)")
     p.add_argument("--seed", type=int, default=0, help="torch.manual_seed for weights and input (default: 0)")
+    p.add_argument("--activation", choices=sorted(ACTIVATIONS), default=DEFAULT_CONFIG["activation"],
+                   help="the variant's activation, on both sides (default: %(default)s)")
+    p.add_argument("--pooling", choices=sorted(POOLINGS), default=DEFAULT_CONFIG["pooling"],
+                   help="the variant's 2 x 2 pooling, on both sides (default: %(default)s)")
+    p.add_argument("--padding", type=padding_arg, default=DEFAULT_CONFIG["padding"], metavar="P",
+                   help=f"the variant's conv1 zero padding, 0..{MAX_PADDING}; the input side is 32 - 2 x P "
+                        "(default: %(default)s)")
     p.add_argument("--methods", type=str_list, default=["analytic", "autodiff"],
                    help="our methods (`bench --method M`), each run on every backend (default: analytic,autodiff)")
     p.add_argument("--ours-args", default="",
-                   help="extra arguments appended to each `bench` run of our binary, e.g. \"--chunk-size 64\"")
+                   help="extra arguments appended to each `bench` run of our binary (after the variant's "
+                        "flags), e.g. \"--chunk-size 64\"")
     p.add_argument("--timeout", type=float, default=3600, help="seconds allowed per run of our binary (default: 3600)")
     p.add_argument("--torch-threads", type=int,
                    help="torch.set_num_threads(N) (default: what torch picks)")
@@ -349,6 +407,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error("--repeats must be >= 1")
+    variant = Variant(args.activation, args.pooling, args.padding)
 
     binary = args.bin
     if not binary.is_absolute() and not binary.exists() and shutil.which(str(binary)):
@@ -369,25 +428,28 @@ def main(argv=None) -> int:
     busy = cpu_busy()
     if busy is not None and busy > 0.1:
         print(f"warning: the CPU was {busy:.0%} busy before the run; timings will be noisy", file=sys.stderr)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, repeats {args.repeats}", file=sys.stderr)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, repeats {args.repeats}; "
+          f"variant: {variant.text()}", file=sys.stderr)
     rows: list[dict] = []
     load = OtherLoad().start()
     for layout in LAYOUTS:
         for batch in args.batches:
             if layout == "full" and batch > args.full_max_batch:
                 continue
-            rows += torch_results(layout, batch, args.repeats, args.seed)
+            rows += torch_results(variant, layout, batch, args.repeats, args.seed)
             if run_ours:
                 for backend in args.backends:
                     for method in args.methods:
-                        extra = ["--method", method, *shlex.split(args.ours_args)]
+                        extra = ["--method", method, *variant.flags(), *shlex.split(args.ours_args)]
                         rows += our_results(binary, backend, layout, batch, args.repeats, args.timeout,
                                             problems, extra)
 
     other = load.stop()
+    for r in rows:
+        r["variant"] = variant.record()
     if other is not None and other > 0.05:
         print(f"warning: other processes used {other:.0%} of the CPU during the run", file=sys.stderr)
-    text = report(rows, args, binary, problems, busy, other)
+    text = report(rows, args, variant, binary, problems, busy, other)
     print(text)
     if args.markdown_out:
         args.markdown_out.write_text(text)

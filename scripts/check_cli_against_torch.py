@@ -2,12 +2,16 @@
 """Check a Jacobian written by the lenet-jacobian CLI against PyTorch.
 
 Loads the state_dict (``.pt`` or ``.safetensors``) into the LeNet5 of
-make_torch_fixtures.py (class count from classifier.4.weight), recomputes the
-input Jacobian of the same input with PyTorch in the requested layout and
-compares:
+make_torch_fixtures.py (``load_model``: the architecture of the SafeTensors
+metadata entry "lenet5_config" when the file has one, else the seed's tanh/avg
+LeNet5 with the class count of classifier.4.weight), recomputes the input
+Jacobian of the same input with PyTorch in the requested layout and compares:
 
-    full        [B, C, B, 1, 32, 32]  torch.autograd.functional.jacobian(model, x, vectorize=True)
-    per-sample  [B, C, 1, 32, 32]     vmap(jacrev) over the samples (the diagonal blocks of full)
+    full        [B, C, B, *image]  torch.autograd.functional.jacobian(model, x, vectorize=True)
+    per-sample  [B, C, *image]     vmap(jacrev) over the samples (the diagonal blocks of full)
+
+where image is [1, 32, 32] for the seed's model (in general [in_channels,
+32 - 2 * padding, 32 - 2 * padding]).
 
 Prints the max abs error, max |J_torch| and their ratio; exits 1 when the
 ratio is above --tol (default 1e-4) or the shapes differ.
@@ -27,13 +31,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_torch_fixtures import IMAGE, jacobian_full, jacobian_per_sample, load_model  # noqa: E402
+from make_torch_fixtures import config_of, input_shape, jacobian_full, jacobian_per_sample, load_model  # noqa: E402
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--weights", required=True, type=Path, help="state_dict: .pt (torch.save) or .safetensors")
-    p.add_argument("--input", required=True, type=Path, help="input .npy [B, 1, 32, 32]")
+    p.add_argument("--input", required=True, type=Path, help="input .npy [B, 1, 32, 32] (the model's image shape)")
     p.add_argument("--jacobian", required=True, type=Path, help="Jacobian .npy written by the CLI")
     p.add_argument("--layout", required=True, choices=["full", "per-sample"])
     p.add_argument("--tol", type=float, default=1e-4, help="largest allowed max-abs-error / max|J_torch| (default 1e-4)")
@@ -41,12 +45,14 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     model = load_model(args.weights)
-    n_classes = model.classifier[4].out_features
+    n_classes = model.classifier[-1].out_features
+    image = input_shape(config_of(model))
     x = np.load(args.input)
-    if x.ndim == 3:  # [B, 32, 32] -> [B, 1, 32, 32]
+    if x.ndim == 3 and image[0] == 1:  # [B, H, W] -> [B, 1, H, W]
         x = x[:, None]
-    if x.ndim != 4 or tuple(x.shape[1:]) != IMAGE:
-        print(f"error: input {args.input} has shape {x.shape}, expected [B, 1, 32, 32]", file=sys.stderr)
+    if x.ndim != 4 or tuple(x.shape[1:]) != image:
+        print(f"error: input {args.input} has shape {x.shape}, expected [B, {', '.join(map(str, image))}]",
+              file=sys.stderr)
         return 1
     batch = x.shape[0]
     dtype = torch.float64 if args.float64 else torch.float32
@@ -55,10 +61,10 @@ def main(argv=None) -> int:
 
     if args.layout == "full":
         ref = jacobian_full(model, xt)
-        expected = (batch, n_classes, batch, *IMAGE)
+        expected = (batch, n_classes, batch, *image)
     else:
         ref = jacobian_per_sample(model, xt)
-        expected = (batch, n_classes, *IMAGE)
+        expected = (batch, n_classes, *image)
     ref = ref.detach().double().numpy()
 
     ours = np.load(args.jacobian)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create (if missing) a Python venv outside the repository with the pinned
-# torch, numpy and safetensors from scripts/requirements-torch.txt (PyPI only),
-# then print the venv's python path on the last line.
+# torch, numpy, safetensors, onnx and onnxscript from
+# scripts/requirements-torch.txt (PyPI only), then print the venv's python path
+# on the last line.
 #
 #   LENET_JACOBIAN_VENV   venv directory (default: ~/.cache/lenet-jacobian/torch-venv)
 #   PYTHON                interpreter used to create it (default: python3)
@@ -56,5 +57,5 @@ else
     "$py" -m pip install --disable-pip-version-check -r "$req" >&2
 fi
 
-"$py" -c "import torch, numpy, safetensors" >&2
+"$py" -c "import torch, numpy, safetensors, onnx, onnxscript" >&2
 echo "$py"
