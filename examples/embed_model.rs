@@ -8,7 +8,8 @@
 use burn::backend::{Flex, NdArray};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use lenet5::{import, LeNet5, LeNet5Config, IMAGE_SIZE};
+use lenet5::model::config::PADDED_SIZE as SIZE;
+use lenet5::{import, LeNet5, LeNet5Config};
 
 /// A class and its probability for each image.
 #[derive(Debug, PartialEq)]
@@ -43,7 +44,7 @@ fn classify<B: Backend>(model: &LeNet5<B>, images: Tensor<B, 4>) -> (Vec<Predict
 
 /// Three images: a vertical bar, a horizontal bar and a square ring, in [0, 1].
 fn images() -> (Vec<f32>, usize) {
-    let n = IMAGE_SIZE;
+    let n = SIZE;
     let mut values = vec![0.0f32; 3 * n * n];
     for (b, image) in values.chunks_exact_mut(n * n).enumerate() {
         for row in 4..28 {
@@ -64,12 +65,9 @@ fn images() -> (Vec<f32>, usize) {
 /// the images from host values.
 fn run<B: Backend>(name: &str, weights: &[u8], device: &B::Device) -> Vec<f32> {
     let model: LeNet5<B> =
-        import::from_burnpack_bytes(weights.to_vec(), 10, device).expect("valid weights");
+        import::from_burnpack_bytes(weights.to_vec(), device).expect("valid weights");
     let (values, batch) = images();
-    let x = Tensor::<B, 4>::from_data(
-        TensorData::new(values, [batch, 1, IMAGE_SIZE, IMAGE_SIZE]),
-        device,
-    );
+    let x = Tensor::<B, 4>::from_data(TensorData::new(values, [batch, 1, SIZE, SIZE]), device);
     let (predictions, probabilities) = classify(&model, x);
     println!("{name}:");
     for (b, p) in predictions.iter().enumerate() {

@@ -18,8 +18,7 @@ use burn::backend::Flex;
 use burn::tensor::activation::softmax;
 use jacobian::{per_sample, Jacobian, JacobianConfig, Layout};
 use lenet5::import::{self, ImportConfig};
-use lenet5::mnist::{self, Mnist, Split};
-use lenet5::{IMAGE_DIMS, IMAGE_LEN};
+use lenet5::mnist::{DigitFrame, Mnist, Split};
 use lenet_jacobian::output::{self, AtomicFile};
 use lenet_jacobian::saliency::{self, Sample, Target};
 
@@ -44,15 +43,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?
     .model;
     let test = Mnist::load(repository.join("data/mnist"), Split::Test)?.first(digits);
-    let images =
-        mnist::digits_to_images::<B>((0..test.len()).filter_map(|i| test.digit(i)), &device);
+    let dims = model.config().input_dims();
+    let images = DigitFrame::for_input(dims)?
+        .images::<B>((0..test.len()).filter_map(|i| test.digit(i)), &device);
 
     let config = JacobianConfig::new().with_with_outputs(true);
     let j = per_sample::<_, _, 4, 5>(&model, images.clone(), &config)?;
     let probabilities = softmax(j.outputs.expect("asked for"), 1)
         .into_data()
         .to_vec::<f32>()?;
-    let j = Jacobian::from_tensor(Layout::PerSample, 0, j.jacobian, &IMAGE_DIMS);
+    let j = Jacobian::from_tensor(Layout::PerSample, 0, j.jacobian, &dims);
+    let sample_len: usize = dims.iter().product();
 
     let inputs = images.into_data().to_vec::<f32>()?;
     let samples: Vec<Sample> = probabilities
@@ -69,7 +70,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 test.label(b).expect("as many labels as digits")
             );
             Sample {
-                input: &inputs[b * IMAGE_LEN..(b + 1) * IMAGE_LEN],
+                input: &inputs[b * sample_len..(b + 1) * sample_len],
                 label: test.label(b).map(usize::from),
                 predicted,
                 probability,

@@ -116,7 +116,7 @@ fn run<B: AutodiffBackend>(args: &Args) -> Result<(), Box<dyn Error>> {
     let elapsed = start.elapsed().as_secs_f64();
 
     let test = Mnist::load(&args.data, Split::Test)?;
-    let held_out = accuracy(&model, &test, 500, &device);
+    let held_out = accuracy(&model, &test, 500, &device)?;
     println!("trained in {elapsed:.1} s; held-out test accuracy: {held_out}");
 
     let bytes = lenet5::import::to_burnpack_bytes(&model)?;

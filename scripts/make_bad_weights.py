@@ -4,10 +4,11 @@
 Each file is ``torch.save`` of a dict like the state_dict of ``LeNet5(10)`` from
 make_torch_fixtures.py (seed 0), changed in one way:
 
-    renamed_keys.pt   feature_extractor.* saved as features.* (a model whose
-                      Sequential has another name)
     conv1_8.pt        feature_extractor.0 with 8 output channels instead of 6
                       (weight [8, 1, 5, 5], bias [8])
+
+(Other key names are no error: the loader finds the layers by their shapes. The
+LeNet-5s people save under other names are in tests/fixtures/family/.)
 
 SafeTensors files of the same kinds are written by the tests themselves; only the
 pickle-based .pt format needs PyTorch. Each file is about 250 KB.
@@ -34,10 +35,6 @@ def state_dict() -> dict[str, torch.Tensor]:
     return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
 
 
-def renamed_keys() -> dict[str, torch.Tensor]:
-    return {k.replace("feature_extractor.", "features."): v for k, v in state_dict().items()}
-
-
 def conv1_8() -> dict[str, torch.Tensor]:
     state = state_dict()
     generator = torch.Generator().manual_seed(0)
@@ -47,7 +44,6 @@ def conv1_8() -> dict[str, torch.Tensor]:
 
 
 FILES = {
-    "renamed_keys.pt": renamed_keys,
     "conv1_8.pt": conv1_8,
 }
 

@@ -6,13 +6,12 @@ use burn::module::Module;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::Tensor;
 use jacobian::{Jacobian, JacobianConfig, Layout, Strategy};
-use lenet5::LeNet5;
-use lenet5::{LeNet5Backend, IMAGE_DIMS};
+use lenet5::{LeNet5, LeNet5Backend};
 
 use crate::backend::{run_on, wgpu_adapter, BackendJob, BackendKind};
 use crate::error::Result;
 use crate::input::Batch;
-use crate::model;
+use crate::model::{Model, Stated};
 use crate::run::{differentiable, Method};
 
 /// A benchmark: one backend, batch size and layout.
@@ -20,6 +19,8 @@ use crate::run::{differentiable, Method};
 pub struct Bench {
     /// Backend.
     pub backend: BackendKind,
+    /// The variant of the (seeded) model.
+    pub stated: Stated,
     /// Samples.
     pub batch: usize,
     /// Layout.
@@ -56,6 +57,8 @@ pub struct Timings {
     pub seconds: Vec<f64>,
     /// The device the backend ran on.
     pub device: String,
+    /// The variant timed, in words.
+    pub architecture: String,
 }
 
 impl Timings {
@@ -86,9 +89,11 @@ impl BackendJob for &Bench {
         B: AutodiffBackend,
         B::InnerBackend: LeNet5Backend,
     {
-        let model = model::load::<B>(None, 0, false, &device)?.no_grad();
+        let seeded = Model::load(None, 0, self.stated, false)?;
+        let dims = seeded.config().input_dims();
+        let model = seeded.on::<B>(&device)?.no_grad();
         let f = differentiable(&model, self.method, self.strategy);
-        let x = Batch::random(self.batch, 0).to_tensor::<B::InnerBackend>(&device);
+        let x = Batch::random(self.batch, dims, 0).to_tensor::<B::InnerBackend>(&device);
         let once = || -> Result<f64> {
             let start = Instant::now();
             // Read back to the host, as a caller who writes or reports them gets them.
@@ -104,13 +109,13 @@ impl BackendJob for &Bench {
                 }
                 Layout::PerSample => {
                     jacobian::per_sample_chunks(f.as_ref(), x.clone(), &self.config, |chunk| {
-                        values.push(Ok(Jacobian::from_chunk(chunk, &IMAGE_DIMS).values));
+                        values.push(Ok(Jacobian::from_chunk(chunk, &dims).values));
                         Ok(())
                     })?;
                 }
                 Layout::Full => {
                     jacobian::full_chunks(f.as_ref(), x.clone(), &self.config, |chunk| {
-                        values.push(Ok(Jacobian::from_chunk(chunk, &IMAGE_DIMS).values));
+                        values.push(Ok(Jacobian::from_chunk(chunk, &dims).values));
                         Ok(())
                     })?;
                 }
@@ -134,8 +139,8 @@ impl BackendJob for &Bench {
 ///
 /// # Shapes
 ///
-/// - x: `[n, 1, 32, 32]`
-/// - output: `[classes * n, 1, 32, 32]`, the gradient of the stacked input
+/// - x: `[n, channels, size, size]`
+/// - output: `[classes * n, channels, size, size]`, the gradient of the stacked input
 pub fn plain_pass<B: AutodiffBackend>(
     model: &LeNet5<B>,
     x: Tensor<B::InnerBackend, 4>,
@@ -160,18 +165,22 @@ pub fn run(bench: &Bench) -> Result<()> {
     let timings = Timings {
         seconds: run_on(bench.backend, bench)?,
         device,
+        architecture: Model::load(None, 0, bench.stated, false)?
+            .config()
+            .summary(),
     };
     if bench.json {
         println!("{}", json_line(bench, &timings));
     } else {
         println!(
-            "{} {} {} batch {} on {} ({}): min {:.4} s, median {:.4} s, max {:.4} s over {} runs",
+            "{} {} {} batch {} on {} ({}, {}): min {:.4} s, median {:.4} s, max {:.4} s over {} runs",
             bench.layout,
             bench.way(),
             format!("{:?}", bench.strategy).to_lowercase(),
             bench.batch,
             bench.backend,
             timings.device,
+            timings.architecture,
             timings.min(),
             timings.median(),
             timings.max(),
@@ -185,6 +194,7 @@ pub fn run(bench: &Bench) -> Result<()> {
 fn json_line(bench: &Bench, timings: &Timings) -> String {
     serde_json::json!({
         "backend": bench.backend.name(),
+        "architecture": timings.architecture,
         "device": timings.device,
         "batch": bench.batch,
         "layout": bench.layout.to_string(),

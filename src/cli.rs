@@ -11,7 +11,8 @@ use crate::backend::BackendKind;
 use crate::bench::Bench;
 use crate::error::{Error, Result};
 use crate::input::Source;
-use crate::run::{Method, Request, Saliency};
+use crate::model::Stated;
+use crate::run::{Method, Normalize, Request, Saliency};
 use crate::saliency::Target;
 
 /// What the command line asks for.
@@ -38,7 +39,7 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command> {
     };
     match cli.command {
         Some(Subcommands::Bench(args)) => args.bench().map(Command::Bench),
-        None => Ok(Command::Compute(Box::new(cli.compute.request()))),
+        None => cli.compute.request().map(|r| Command::Compute(Box::new(r))),
     }
 }
 
@@ -112,27 +113,71 @@ impl EngineArgs {
     }
 }
 
+/// The architecture, where the weights do not say it.
+#[derive(Debug, Args, Clone)]
+struct ArchitectureArgs {
+    /// The activation after each convolution and hidden linear layer (a PyTorch state_dict
+    /// does not record it; ONNX files and the tool's own records do). Default: tanh, the
+    /// question's LeNet5.
+    #[arg(long, value_enum)]
+    activation: Option<ActivationArg>,
+    /// The 2 x 2 pooling after each convolution (not recorded in a state_dict either).
+    /// Default: avg.
+    #[arg(long, value_enum)]
+    pooling: Option<PoolingArg>,
+    /// Zero padding of the first convolution: 0 for 32 x 32 input, 2 for 28 x 28 (d2l's
+    /// LeNet). The input side is 32 - 2 x N. Default: 0.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=lenet5::model::config::MAX_PADDING as u64))]
+    padding: Option<u64>,
+}
+
+impl ArchitectureArgs {
+    fn stated(&self) -> Stated {
+        Stated {
+            activation: self.activation.map(Into::into),
+            pooling: self.pooling.map(Into::into),
+            padding: self.padding.map(|p| p as usize),
+        }
+    }
+}
+
 /// Computing a Jacobian.
 #[derive(Debug, Args)]
 struct ComputeArgs {
     /// Backend, layout and engine options.
     #[command(flatten)]
     engine: EngineArgs,
+    /// The architecture, where the weights do not say it.
+    #[command(flatten)]
+    architecture: ArchitectureArgs,
     /// Samples of the random input (uniform in [0, 1), like torch.rand) when no --input is given.
     #[arg(long, value_name = "N", default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..))]
     batch: u64,
     /// Seed of the random input and of the weights when no --input / --weights are given.
     #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
-    /// Input batch: a float32 .npy array of shape [N, 1, 32, 32] (float64 is converted), or an
-    /// MNIST IDX images file such as t10k-images-idx3-ubyte.gz (plain or gzip; 28 x 28 digits
-    /// are padded to 32 x 32), told apart by their first bytes.
+    /// Input batch: a float32 .npy array of shape [N, C, H, W], the model's input (float64 is
+    /// converted), or an MNIST IDX images file such as t10k-images-idx3-ubyte.gz (plain or
+    /// gzip; 28 x 28 digits are centred in the model's input, padded to 32 x 32), told apart
+    /// by their first bytes.
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
-    /// The labels of an IDX images --input: an IDX labels file. By default the one beside the
-    /// images file (t10k-labels-idx1-ubyte[.gz] beside t10k-images-idx3-ubyte[.gz]), if any.
+    /// The labels of --input: for an IDX images file, an IDX labels file (by default the one
+    /// beside it, t10k-labels-idx1-ubyte[.gz] beside t10k-images-idx3-ubyte[.gz], if any); for
+    /// a .npy input, a .npy array of N integer class indices.
     #[arg(long, value_name = "FILE", requires = "input")]
     labels: Option<PathBuf>,
+    /// The logits PyTorch gave for the same input, float32 [N, classes] .npy: the model's own
+    /// forward pass is checked against them before anything is computed (exit 4 on a
+    /// mismatch, naming the variant that would match, if any).
+    #[arg(long, value_name = "FILE.npy")]
+    reference_logits: Option<PathBuf>,
+    /// Standardise the input as the model was trained: it sees (x - MEAN) / STD per channel,
+    /// as torchvision's Normalize(mean, std), and the Jacobian is with respect to the pixels
+    /// x. Two values (a mean and a std for every channel), or the C means then the C stds,
+    /// comma-separated: --normalize 0.1307,0.3081 for MNIST.
+    #[arg(long, value_name = "MEAN,STD", value_delimiter = ',', num_args = 1.., allow_negative_numbers = true)]
+    normalize: Option<Vec<f32>>,
     /// Input batch: the PNG and JPEG files (*.png, *.jpg, *.jpeg) of a directory, in file-name
     /// order, other files ignored. Each is converted to grayscale with values in [0, 1]; a
     /// 28 x 28 image (an MNIST digit) is padded with 2 zero pixels on every side to 32 x 32,
@@ -144,10 +189,14 @@ struct ComputeArgs {
     /// how many entries of the Jacobian are not finite, and where).
     #[arg(long)]
     allow_non_finite: bool,
-    /// Weights: a PyTorch state_dict (.pt/.pth), a .safetensors file, or a burnpack record (.bpk).
+    /// Weights: a PyTorch state_dict or training checkpoint (.pt/.pth; the layers are found by
+    /// their shapes, whatever their names), a .safetensors file, an ONNX export (.onnx, its
+    /// graph saying the architecture), or a burnpack record (.bpk).
     #[arg(long, value_name = "FILE")]
     weights: Option<PathBuf>,
-    /// Save the model's weights as a burnpack record (.bpk), loadable with --weights.
+    /// Save the model's weights: a burnpack record (.bpk, Burn's, with the architecture), or
+    /// SafeTensors in PyTorch's layout (.safetensors: the question's module's keys, [out, in]
+    /// Linear weights, the architecture in its metadata), both loadable with --weights.
     #[arg(long, value_name = "FILE")]
     save_weights: Option<PathBuf>,
     /// Write the Jacobian as a float32 C-order .npy file (numpy.load reads it).
@@ -175,7 +224,24 @@ struct ComputeArgs {
 }
 
 impl ComputeArgs {
-    fn request(self) -> Request {
+    fn request(self) -> Result<Request> {
+        if let Some(path) = &self.save_weights {
+            let extension = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase);
+            if !matches!(extension.as_deref(), Some("bpk" | "safetensors")) {
+                return Err(Error::Usage(format!(
+                    "--save-weights {}: expected a .bpk (burnpack) or .safetensors file name",
+                    path.display()
+                )));
+            }
+        }
+        let normalize = self
+            .normalize
+            .as_deref()
+            .map(Normalize::parse)
+            .transpose()?;
         let input = match (self.input, self.images) {
             (Some(path), _) => Source::File {
                 path,
@@ -187,8 +253,11 @@ impl ComputeArgs {
                 seed: self.seed,
             },
         };
-        Request {
+        Ok(Request {
             backend: self.engine.backend.into(),
+            stated: self.architecture.stated(),
+            reference_logits: self.reference_logits,
+            normalize,
             input,
             allow_non_finite: self.allow_non_finite,
             weights: self.weights,
@@ -206,7 +275,7 @@ impl ComputeArgs {
                 target: self.target.into(),
                 signed: self.signed,
             }),
-        }
+        })
     }
 }
 
@@ -216,6 +285,9 @@ struct BenchArgs {
     /// Backend, layout and engine options.
     #[command(flatten)]
     engine: EngineArgs,
+    /// The architecture of the (seeded) model timed.
+    #[command(flatten)]
+    architecture: ArchitectureArgs,
     /// Samples in the batch.
     #[arg(long, value_name = "N", default_value_t = 12, value_parser = clap::value_parser!(u64).range(1..))]
     batch: u64,
@@ -243,6 +315,7 @@ impl BenchArgs {
         }
         Ok(Bench {
             backend: self.engine.backend.into(),
+            stated: self.architecture.stated(),
             batch: self.batch as usize,
             layout,
             repeats: self.repeats as usize,
@@ -272,6 +345,45 @@ impl From<BackendArg> for BackendKind {
             BackendArg::Ndarray => BackendKind::Ndarray,
             BackendArg::Wgpu => BackendKind::Wgpu,
             BackendArg::Flex => BackendKind::Flex,
+        }
+    }
+}
+
+/// `--activation` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ActivationArg {
+    /// tanh (the question's LeNet5, the classic paper's).
+    Tanh,
+    /// ReLU (PyTorch's tutorial Net, CIFAR-10 LeNets).
+    Relu,
+    /// The logistic sigmoid (d2l's LeNet).
+    Sigmoid,
+}
+
+impl From<ActivationArg> for lenet5::Activation {
+    fn from(arg: ActivationArg) -> Self {
+        match arg {
+            ActivationArg::Tanh => lenet5::Activation::Tanh,
+            ActivationArg::Relu => lenet5::Activation::Relu,
+            ActivationArg::Sigmoid => lenet5::Activation::Sigmoid,
+        }
+    }
+}
+
+/// `--pooling` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PoolingArg {
+    /// Average of each 2 x 2 window.
+    Avg,
+    /// Maximum of each 2 x 2 window.
+    Max,
+}
+
+impl From<PoolingArg> for lenet5::Pooling {
+    fn from(arg: PoolingArg) -> Self {
+        match arg {
+            PoolingArg::Avg => lenet5::Pooling::Avg,
+            PoolingArg::Max => lenet5::Pooling::Max,
         }
     }
 }

@@ -56,6 +56,31 @@ pub enum Error {
         /// The size of the per-sample layout.
         per_sample_bytes: u128,
     },
+    /// The model's logits are not the ones `--reference-logits` holds.
+    #[error(
+        "{}: the model's logits differ from these by up to {worst:.4e} ({:.2e} of the largest) \
+         with {computed}: {}",
+        path.display(),
+        relative,
+        match matching.as_slice() {
+            [] => "no variant of LeNet-5 the tool knows gives them (other weights, another \
+                   input or its normalisation?)"
+                .to_string(),
+            variants => format!("the weights give them with {}", variants.join(", or with ")),
+        }
+    )]
+    ReferenceMismatch {
+        /// The reference file.
+        path: PathBuf,
+        /// The largest difference.
+        worst: f64,
+        /// That over the largest reference logit.
+        relative: f64,
+        /// The activation and pooling computed with.
+        computed: String,
+        /// The flags of the variants that match.
+        matching: Vec<String>,
+    },
     /// The chosen backend cannot run here.
     #[error(
         "no wgpu adapter found: install a GPU driver or Mesa's software Vulkan driver \
@@ -71,6 +96,9 @@ pub enum Error {
 fn weights_hint(e: &ImportError) -> &'static str {
     match e {
         ImportError::NonFinite { .. } => "; pass --allow-non-finite to proceed anyway",
+        ImportError::Contradiction { .. } => {
+            "; drop the flag, or pass weights without a record of the architecture"
+        }
         _ => "",
     }
 }
@@ -85,7 +113,9 @@ impl Error {
         match self {
             Error::Usage(_) => 2,
             Error::Input { .. } | Error::Idx(_) => 3,
-            Error::Weights(_) => 4,
+            // Flags that contradict what the file records are flags to change.
+            Error::Weights(ImportError::Contradiction { .. }) => 2,
+            Error::Weights(_) | Error::ReferenceMismatch { .. } => 4,
             Error::Output { .. }
             | Error::Jacobian(_)
             | Error::FullTooLarge { .. }
@@ -145,19 +175,26 @@ pub enum InputProblem {
     /// An image could not be decoded.
     #[error("not a readable PNG or JPEG image")]
     Image(#[source] image::ImageError),
-    /// Its shape is not LeNet-5's.
-    #[error("shape {shape:?}, expected [N, 1, 32, 32]{hint}")]
+    /// Its shape is not the model's input.
+    #[error("shape {shape:?}, expected [N, {}, {}, {}]{hint}", expected[0], expected[1], expected[2])]
     Shape {
         /// The shape found.
         shape: Vec<usize>,
+        /// The shape of one sample the model takes.
+        expected: [usize; 3],
         /// What to do instead, when known.
-        hint: &'static str,
+        hint: String,
     },
     /// It holds no sample.
-    #[error("shape {shape:?} is an empty batch, expected [N, 1, 32, 32] with N >= 1")]
+    #[error(
+        "shape {shape:?} is an empty batch, expected [N, {}, {}, {}] with N >= 1",
+        expected[0], expected[1], expected[2]
+    )]
     Empty {
         /// The shape found.
         shape: Vec<usize>,
+        /// The shape of one sample the model takes.
+        expected: [usize; 3],
     },
     /// It holds NaN or infinite values.
     #[error(

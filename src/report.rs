@@ -4,17 +4,63 @@
 use std::fmt::Write;
 
 use jacobian::{python_shape, Layout};
-use lenet5::{IMAGE_DIMS, IMAGE_LEN};
 
 use crate::input::Batch;
-use crate::run::{Method, Outcome, Request};
+use crate::model::Model;
+use crate::run::{Method, Outcome, Request, REFERENCE_TOLERANCE};
 use crate::saliency::MAX_ROWS;
 
 /// Names of a sample's axes, for the axis table.
 const SAMPLE_AXIS_NAMES: [&str; 3] = ["channel", "row", "column"];
 
+/// The note on stderr when a weights file does not say parts of the architecture and nobody
+/// stated them: what the computation assumes, and how to state or check it.
+pub fn assumption_note(model: &Model) -> Option<String> {
+    let assumed = model.assumed();
+    let path = model.weights.as_ref()?;
+    if assumed.is_empty() {
+        return None;
+    }
+    let c = model.config();
+    let values: Vec<String> = assumed
+        .iter()
+        .map(|aspect| match *aspect {
+            "activation" => format!("{} activation", c.activation),
+            "pooling" => format!("{} pooling", c.pooling),
+            _ => format!("padding {}", c.padding),
+        })
+        .collect();
+    let flags: Vec<&str> = assumed
+        .iter()
+        .map(|aspect| match *aspect {
+            "activation" => "--activation tanh|relu|sigmoid",
+            "pooling" => "--pooling avg|max",
+            _ => "--padding N",
+        })
+        .collect();
+    Some(format!(
+        "{}: the file does not record the {}: computing with {} (the question's LeNet5), \
+         which is wrong for another network (PyTorch's tutorial Net is --activation relu \
+         --pooling max); state {} with {}, or check the model with --reference-logits FILE.npy",
+        path.display(),
+        list(&assumed),
+        values.join(", "),
+        if assumed.len() == 1 { "it" } else { "them" },
+        flags.join(" ")
+    ))
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+    }
+}
+
 /// The report of a run, as printed on stdout.
-pub fn render(outcome: &Outcome, request: &Request) -> String {
+pub fn render(outcome: &Outcome, request: &Request, model: &Model) -> String {
     let (batch, outputs) = (outcome.shape[0], outcome.shape[1]);
     let mut out = String::new();
     let w = &mut out;
@@ -31,37 +77,65 @@ pub fn render(outcome: &Outcome, request: &Request) -> String {
             Method::Autodiff => "Burn's autodiff",
         }
     );
-    let _ = match &request.weights {
+    let _ = match &model.weights {
         Some(path) => writeln!(w, "weights: {}", path.display()),
         None => writeln!(
             w,
             "weights: seeded (--seed {}), untrained; --weights models/lenet5-mnist.bpk for LeNet-5 trained on MNIST",
-            request.seed
+            model.seed
         ),
     };
+    let _ = writeln!(w, "architecture: {}", model.architecture);
+    let assumed = model.assumed();
+    if !assumed.is_empty() {
+        let checked = match outcome.reference {
+            Some(_) => "; the logits agree with --reference-logits (below)",
+            None => "",
+        };
+        let _ = writeln!(
+            w,
+            "  assumed, as the weights file does not record it: the {}{checked}",
+            list(&assumed)
+        );
+    }
+    if let (Some(path), Some(relative)) = (&request.reference_logits, outcome.reference) {
+        let _ = writeln!(
+            w,
+            "forward pass checked against {}: the logits agree within {relative:.2e} of the largest (tolerance {REFERENCE_TOLERANCE:.0e})",
+            path.display()
+        );
+    }
+    if let Some(n) = &request.normalize {
+        let _ = writeln!(
+            w,
+            "input: the model sees (x - mean) / std per channel, mean {:?}, std {:?}; the Jacobian is with respect to the pixels x",
+            n.mean, n.std
+        );
+    }
     let _ = writeln!(w, "shape: {}", python_shape(&outcome.shape));
     let _ = writeln!(w);
     let _ = writeln!(w, "axis  size  meaning");
     for axis in outcome
         .layout
-        .axes(batch, outputs, &IMAGE_DIMS, &SAMPLE_AXIS_NAMES)
+        .axes(batch, outputs, &outcome.input_dims, &SAMPLE_AXIS_NAMES)
     {
         let _ = writeln!(w, "{:>4}  {:>4}  {}", axis.index, axis.size, axis.meaning);
     }
     let _ = writeln!(w);
     write_magnitudes(w, outcome);
-    let input = python_shape(&IMAGE_DIMS);
+    let dims = outcome.input_dims;
+    let input = python_shape(&dims);
     let _ = match outcome.layout {
         Layout::Full => writeln!(
             w,
             "the other layout: --layout per-sample computes the batch diagonal directly, {} \
              (numpy: np.einsum('bibj->bij', J.reshape({batch}, {outputs}, {batch}, -1)).reshape({batch}, {outputs}, *{input}))",
-            python_shape(&Layout::PerSample.shape(batch, outputs, &IMAGE_DIMS)),
+            python_shape(&Layout::PerSample.shape(batch, outputs, &dims)),
         ),
         Layout::PerSample => writeln!(
             w,
             "the other layout: --layout full gives {}, torch's layout, whose entry [b, k, b', ...] is this [b, k, ...] when b' = b and zero otherwise",
-            python_shape(&Layout::Full.shape(batch, outputs, &IMAGE_DIMS)),
+            python_shape(&Layout::Full.shape(batch, outputs, &dims)),
         ),
     };
     let _ = writeln!(w, "computed in {:.3} s", outcome.elapsed.as_secs_f64());
@@ -186,10 +260,11 @@ pub fn samples_table(outcome: &Outcome, batch: &Batch) -> String {
     if outcome.norms.is_some() {
         let _ = writeln!(
             w,
-            "norms of each sample's {} x {IMAGE_LEN} Jacobian (logits by input pixels); spectral: \
+            "norms of each sample's {} x {} Jacobian (logits by input pixels); spectral: \
              the largest singular value, the most a small input change of unit length can move \
              the logits (spectral <= Frobenius)",
-            outcome.classes()
+            outcome.classes(),
+            outcome.input_dims.iter().product::<usize>()
         );
     }
     out
@@ -208,6 +283,8 @@ mod tests {
         let batch = logits.len() / 2;
         Outcome {
             layout: Layout::PerSample,
+            input_dims: [1, 32, 32],
+            reference: None,
             shape: vec![batch, 2, 1, 32, 32],
             magnitudes: Magnitudes::default(),
             off_diagonal: (Magnitudes::default(), 1),
@@ -221,7 +298,8 @@ mod tests {
     fn batch(len: usize, labels: Vec<Option<usize>>, names: Option<Vec<String>>) -> Batch {
         Batch {
             len,
-            values: vec![0.0; len * IMAGE_LEN],
+            dims: [1, 32, 32],
+            values: vec![0.0; len * 1024],
             names,
             labels,
         }

@@ -9,17 +9,23 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
 use jacobian::{
     frobenius_norm, spectral_norm, Chunk, Differentiable, Jacobian, JacobianConfig, Layout,
-    Magnitudes, ReverseMode, SinkError, Strategy,
+    Magnitudes, ReverseMode, SinkError, Standardized, Strategy,
 };
-use lenet5::{LeNet5, LeNet5Backend, IMAGE_DIMS};
+use lenet5::{Activation, LeNet5, LeNet5Backend, Pooling};
 
 use crate::backend::{run_on, BackendJob, BackendKind};
 use crate::error::{Error, Result};
 use crate::input::{self, Batch};
+use crate::model::{Model, Stated};
 use crate::output::npy::NpyFile;
 use crate::output::{self, AtomicFile};
 use crate::progress::Progress;
-use crate::{model, report, saliency};
+use crate::{report, saliency};
+
+/// Logits that agree with `--reference-logits` within this fraction of the largest of them:
+/// the agreement of a float32 forward pass with PyTorch's, with a wide margin, and far below
+/// what another activation or pooling changes.
+pub const REFERENCE_TOLERANCE: f64 = 1e-4;
 
 /// Samples whose full Jacobian is measured to show the off-diagonal blocks in per-sample runs.
 pub const OFF_DIAGONAL_PROBE: usize = 4;
@@ -53,11 +59,66 @@ where
     }
 }
 
+/// `--normalize`: the model sees `(x - mean[c]) / std[c]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Normalize {
+    /// One mean for every channel, or one per channel.
+    pub mean: Vec<f32>,
+    /// As many standard deviations.
+    pub std: Vec<f32>,
+}
+
+impl Normalize {
+    /// `MEAN,STD` or the C means then the C standard deviations.
+    pub fn parse(values: &[f32]) -> Result<Self> {
+        if values.is_empty() || !values.len().is_multiple_of(2) {
+            return Err(Error::Usage(format!(
+                "--normalize takes a mean and a standard deviation, or the C means then the C \
+                 standard deviations: {} value(s) given",
+                values.len()
+            )));
+        }
+        let (mean, std) = values.split_at(values.len() / 2);
+        if let Some(s) = std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(Error::Usage(format!(
+                "--normalize: standard deviation {s} is not a positive number"
+            )));
+        }
+        if let Some(m) = mean.iter().find(|m| !m.is_finite()) {
+            return Err(Error::Usage(format!(
+                "--normalize: mean {m} is not a number"
+            )));
+        }
+        Ok(Normalize {
+            mean: mean.to_vec(),
+            std: std.to_vec(),
+        })
+    }
+
+    /// Refuses per-channel values for another number of channels than the model's.
+    fn check(&self, channels: usize) -> Result<()> {
+        if self.mean.len() == 1 || self.mean.len() == channels {
+            return Ok(());
+        }
+        Err(Error::Usage(format!(
+            "--normalize gives {} means and standard deviations, and the model takes {channels} \
+             channel(s): give one of each, or {channels} of each",
+            self.mean.len()
+        )))
+    }
+}
+
 /// What to compute and where to write it: everything the command line says.
 #[derive(Clone, Debug)]
 pub struct Request {
     /// Backend to run on.
     pub backend: BackendKind,
+    /// The architecture, as the command line states it.
+    pub stated: Stated,
+    /// PyTorch's logits for the input, to check the model's forward pass against.
+    pub reference_logits: Option<PathBuf>,
+    /// The model's input standardisation.
+    pub normalize: Option<Normalize>,
     /// Where the input batch comes from.
     pub input: input::Source,
     /// Proceed when the input holds NaN or Inf.
@@ -66,7 +127,7 @@ pub struct Request {
     pub weights: Option<PathBuf>,
     /// Seed of the weights when no file is given.
     pub seed: u64,
-    /// Where to save the model's weights as a burnpack record.
+    /// Where to save the model's weights (`.bpk` or `.safetensors`).
     pub save_weights: Option<PathBuf>,
     /// Layout of the Jacobian.
     pub layout: Layout,
@@ -121,6 +182,11 @@ impl SampleNorms {
 pub struct Outcome {
     /// Layout computed.
     pub layout: Layout,
+    /// The shape of one input sample.
+    pub input_dims: [usize; 3],
+    /// How the forward pass compared with `--reference-logits`: the largest difference over
+    /// the largest reference logit.
+    pub reference: Option<f64>,
     /// Its shape.
     pub shape: Vec<usize>,
     /// The sizes of its entries.
@@ -162,10 +228,16 @@ impl Outcome {
     }
 }
 
-/// The job run on the chosen backend: the request and its input batch.
+/// The job run on the chosen backend: the request, the model and its input batch.
 struct Job<'a> {
     request: &'a Request,
+    model: &'a Model,
     batch: &'a Batch,
+    /// `--reference-logits`, read.
+    reference: Option<&'a [f32]>,
+    /// What to tell the user on stderr once the input is accepted (the model's forward pass
+    /// checked against the reference logits, when given).
+    notes: Vec<String>,
     /// Samples, from the first, whose per-sample Jacobian is kept for the saliency maps.
     keep_first: usize,
 }
@@ -179,35 +251,105 @@ impl BackendJob for &Job<'_> {
         B::InnerBackend: LeNet5Backend,
     {
         let request = self.request;
-        let model = model::load::<B>(
-            request.weights.as_deref(),
-            request.seed,
-            request.allow_non_finite,
-            &device,
-        )?;
-        // Encoded and its directory checked now, written only once everything else succeeded.
-        let save_weights = match &request.save_weights {
-            Some(path) => Some((
-                AtomicFile::create(path)?,
-                lenet5::import::to_burnpack_bytes(&model)?,
-            )),
+        // Input Jacobians never need the weights' gradients: skip computing them.
+        let model = self.model.on::<B>(&device)?.no_grad();
+        let base = differentiable(&model, request.method, request.strategy);
+        let standardized = match &request.normalize {
+            Some(n) => Some(
+                Standardized::new(base.as_ref(), n.mean.clone(), n.std.clone())
+                    .map_err(|e| Error::Usage(format!("--normalize: {e}")))?,
+            ),
             None => None,
         };
-        // Input Jacobians never need the weights' gradients: skip computing them.
-        let model = model.no_grad();
-        let f = differentiable(&model, request.method, request.strategy);
+        let f: &dyn Differentiable<B::InnerBackend, 4> = match &standardized {
+            Some(g) => g,
+            None => base.as_ref(),
+        };
         let x = self.batch.to_tensor::<B::InnerBackend>(&device);
-        let outcome = self.jacobian(f.as_ref(), x)?;
-        if let Some((file, bytes)) = save_weights {
-            file.write_all(&bytes)?;
-            file.commit()?;
+        let reference = match self.reference {
+            Some(reference) => Some(self.check_reference(&model, f, x.clone(), reference)?),
+            None => None,
+        };
+        for note in &self.notes {
+            eprintln!("note: {note}");
         }
+        let mut outcome = self.jacobian(f, x)?;
+        outcome.reference = reference;
         Ok(outcome)
     }
 }
 
+impl Job<'_> {
+    /// The model's logits against PyTorch's: their largest difference over the largest
+    /// reference logit, or the error saying by how much they differ and which variant of the
+    /// family would give them.
+    fn check_reference<B>(
+        &self,
+        model: &LeNet5<B>,
+        f: &dyn Differentiable<B::InnerBackend, 4>,
+        x: Tensor<B::InnerBackend, 4>,
+        reference: &[f32],
+    ) -> Result<f64>
+    where
+        B: AutodiffBackend,
+        B::InnerBackend: LeNet5Backend,
+    {
+        let deviation = |logits: Tensor<B::InnerBackend, 2>| {
+            let logits = to_host(logits);
+            let scale = reference
+                .iter()
+                .fold(0f64, |m, &v| m.max(f64::from(v).abs()));
+            let worst = logits.iter().zip(reference).fold(0f64, |m, (&a, &b)| {
+                m.max((f64::from(a) - f64::from(b)).abs())
+            });
+            (worst, worst / scale.max(f64::MIN_POSITIVE))
+        };
+        let (worst, relative) = deviation(f.forward(x.clone()));
+        if relative <= REFERENCE_TOLERANCE {
+            return Ok(relative);
+        }
+        let config = model.config();
+        let mut matching = Vec::new();
+        for activation in Activation::ALL {
+            for pooling in Pooling::ALL {
+                if (activation, pooling) == (config.activation, config.pooling) {
+                    continue;
+                }
+                let other = model.clone().with_layers(activation, pooling).valid();
+                let logits = match &self.request.normalize {
+                    Some(n) => Standardized::new(&other, n.mean.clone(), n.std.clone())
+                        .map_err(|e| Error::Usage(e.to_string()))?
+                        .forward(x.clone()),
+                    None => other.forward(x.clone()),
+                };
+                if deviation(logits).1 <= REFERENCE_TOLERANCE {
+                    matching.push(format!("--activation {activation} --pooling {pooling}"));
+                }
+            }
+        }
+        Err(Error::ReferenceMismatch {
+            path: self.request.reference_logits.clone().unwrap_or_default(),
+            worst,
+            relative,
+            computed: format!(
+                "{} activation, {} pooling",
+                config.activation, config.pooling
+            ),
+            matching,
+        })
+    }
+}
+
+fn to_host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("converted to f32")
+}
+
 /// What the chunks of a run leave: the file, the sizes, the norms, the first samples.
 struct Collector {
+    input_dims: [usize; 3],
     output: Option<NpyFile>,
     logits: Vec<f32>,
     magnitudes: Magnitudes,
@@ -229,7 +371,7 @@ impl Collector {
                     .expect("converted to f32"),
             );
         }
-        let chunk = Jacobian::from_chunk(chunk, &IMAGE_DIMS);
+        let chunk = Jacobian::from_chunk(chunk, &self.input_dims);
         self.magnitudes.merge(&chunk.magnitudes());
         if let Some(output) = self.output.as_mut() {
             output.write(&chunk.values)?;
@@ -248,7 +390,7 @@ impl Collector {
             let first = self.first.get_or_insert_with(|| Jacobian {
                 layout: Layout::PerSample,
                 start: 0,
-                shape: Layout::PerSample.shape(0, outputs, &IMAGE_DIMS),
+                shape: Layout::PerSample.shape(0, outputs, &self.input_dims),
                 values: Vec::new(),
             });
             for i in 0..wanted {
@@ -269,15 +411,16 @@ impl Job<'_> {
         x: Tensor<B, 4>,
     ) -> Result<Outcome> {
         let request = self.request;
-        let batch = self.batch.len;
+        let (batch, dims) = (self.batch.len, self.batch.dims);
         let outputs = f.forward(x.clone().narrow(0, 0, 1)).dims()[1];
-        let shape = request.layout.shape(batch, outputs, &IMAGE_DIMS);
-        request.check_full_fits(batch, outputs)?;
+        let shape = request.layout.shape(batch, outputs, &dims);
+        request.check_full_fits(batch, outputs, dims)?;
         let output = match &request.output {
             Some(path) => Some(NpyFile::create(path, &shape)?),
             None => None,
         };
         let mut collector = Collector {
+            input_dims: dims,
             output,
             logits: Vec::with_capacity(batch * outputs),
             magnitudes: Magnitudes::default(),
@@ -316,7 +459,7 @@ impl Job<'_> {
                 let probe = batch.min(OFF_DIAGONAL_PROBE);
                 let mut magnitudes = Magnitudes::default();
                 jacobian::full_chunks(f, x.narrow(0, 0, probe), config, |chunk| {
-                    magnitudes.merge(&Jacobian::from_chunk(chunk, &IMAGE_DIMS).magnitudes());
+                    magnitudes.merge(&Jacobian::from_chunk(chunk, &dims).magnitudes());
                     Ok(())
                 })?;
                 (magnitudes, probe)
@@ -328,6 +471,8 @@ impl Job<'_> {
         }
         Ok(Outcome {
             layout: request.layout,
+            input_dims: dims,
+            reference: None,
             shape,
             magnitudes: collector.magnitudes,
             off_diagonal,
@@ -343,20 +488,20 @@ impl Request {
     /// The full layout is streamed, but offered only when the whole would fit in memory: past
     /// that, its B^2 x O rows take hours to days, and the per-sample layout holds the same
     /// information for LeNet-5.
-    fn check_full_fits(&self, batch: usize, outputs: usize) -> Result<()> {
+    fn check_full_fits(&self, batch: usize, outputs: usize, dims: [usize; 3]) -> Result<()> {
         let limit = match (self.layout, self.config.max_bytes) {
             (Layout::Full, Some(limit)) => limit,
             _ => return Ok(()),
         };
-        let bytes = Layout::Full.bytes(batch, outputs, &IMAGE_DIMS);
+        let bytes = Layout::Full.bytes(batch, outputs, &dims);
         if bytes <= u128::from(limit) {
             return Ok(());
         }
         Err(Error::FullTooLarge {
-            shape: jacobian::python_shape(&Layout::Full.shape(batch, outputs, &IMAGE_DIMS)),
+            shape: jacobian::python_shape(&Layout::Full.shape(batch, outputs, &dims)),
             bytes,
             available: u128::from(limit),
-            per_sample_bytes: Layout::PerSample.bytes(batch, outputs, &IMAGE_DIMS),
+            per_sample_bytes: Layout::PerSample.bytes(batch, outputs, &dims),
         })
     }
 }
@@ -376,23 +521,52 @@ pub fn run(request: &Request) -> Result<()> {
         .as_deref()
         .map(AtomicFile::create)
         .transpose()?;
-    let (batch, notes) = input::load(&request.input, request.allow_non_finite)?;
+    let model = Model::load(
+        request.weights.as_deref(),
+        request.seed,
+        request.stated,
+        request.allow_non_finite,
+    )?;
+    let config = model.config();
+    if let Some(normalize) = &request.normalize {
+        normalize.check(config.in_channels)?;
+    }
+    let (batch, notes) = input::load(
+        &request.input,
+        config.input_dims(),
+        request.allow_non_finite,
+    )?;
     if let Some(s) = &request.saliency {
         check_labels_for(s.target, &batch)?;
     }
-    for note in notes {
-        eprintln!("note: {note}");
+    let reference = request
+        .reference_logits
+        .as_deref()
+        .map(|path| input::reference_logits(path, batch.len, config.num_classes))
+        .transpose()?;
+    // Encoded now, and its directory checked; written only once everything else succeeded.
+    let save_weights = match &request.save_weights {
+        Some(path) => Some((AtomicFile::create(path)?, model.encode_as(path)?)),
+        None => None,
+    };
+    let mut notes: Vec<String> = notes.into_iter().chain(model.notes.clone()).collect();
+    // Logits checked against PyTorch's confirm what was assumed; without them, say it.
+    if reference.is_none() {
+        notes.extend(report::assumption_note(&model));
     }
     let job = Job {
         request,
+        model: &model,
         batch: &batch,
+        reference: reference.as_deref(),
+        notes,
         keep_first: match &saliency_file {
             Some(_) => saliency::rows(batch.len),
             None => 0,
         },
     };
     let outcome = run_on(request.backend, &job)?;
-    print!("{}", report::render(&outcome, request));
+    print!("{}", report::render(&outcome, request, &model));
     println!();
     print!("{}", report::samples_table(&outcome, &batch));
     if let Some(file) = logits_file {
@@ -414,7 +588,7 @@ pub fn run(request: &Request) -> Result<()> {
         let predictions = outcome.predictions();
         let samples: Vec<saliency::Sample> = batch
             .first(rows)
-            .chunks_exact(lenet5::IMAGE_LEN)
+            .chunks_exact(batch.sample_len())
             .zip(&batch.labels)
             .zip(predictions)
             .map(
@@ -429,10 +603,20 @@ pub fn run(request: &Request) -> Result<()> {
         let path = file.target().to_path_buf();
         let image = saliency::render(&samples, first, options.target, options.signed);
         output::write_png(file, &image)?;
+        let channels = match batch.dims[0] {
+            1 => String::new(),
+            c => format!(" (each pixel's entry of largest |J| over its {c} channels)"),
+        };
         println!(
-            "saliency maps of {rows} sample(s) written to {}",
+            "saliency maps of {rows} sample(s) written to {}{channels}",
             path.display()
         );
+    }
+    if let Some((file, bytes)) = save_weights {
+        let path = file.target().to_path_buf();
+        file.write_all(&bytes)?;
+        file.commit()?;
+        println!("weights written to {}", path.display());
     }
     Ok(())
 }
@@ -447,8 +631,8 @@ fn check_labels_for(target: saliency::Target, batch: &Batch) -> Result<()> {
         None => Ok(()),
         Some(b) => Err(Error::Usage(format!(
             "--target label draws each sample's label, and sample {b} has none: labels come \
-             from an MNIST IDX labels file (--labels, or the one beside the images file) or \
-             from image file names such as 7_0003.png"
+             from an MNIST IDX labels file (--labels, or the one beside the images file), a \
+             .npy file of labels (--labels), or image file names such as 7_0003.png"
         ))),
     }
 }

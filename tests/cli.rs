@@ -178,3 +178,207 @@ fn analytic_method_writes_what_autodiff_writes() {
         assert!(error <= 1e-5, "{layout}: {error:e} x max |J|");
     }
 }
+
+/// A family case's file.
+fn family(case: &str, file: &str) -> String {
+    common::fixture("family")
+        .join(case)
+        .join(file)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// A state_dict does not record the activation and pooling: without flags the run says on
+/// stderr what it assumed and how to state or check it, and the report says it too; with
+/// the flags, or PyTorch's logits confirming, it says where each came from.
+#[test]
+fn the_architecture_is_stated_in_every_report_and_never_silently_assumed() {
+    let weights = family("tutorial_net", "net.pt");
+    let input = family("tutorial_net", "input.npy");
+    let logits = family("tutorial_net", "logits.npy");
+    let ran = common::run(&[
+        "--backend",
+        "flex",
+        "--weights",
+        &weights,
+        "--input",
+        &input,
+    ]);
+    assert!(ran.status.success(), "{}", ran.stderr);
+    let note = ran
+        .stderr_lines()
+        .into_iter()
+        .find(|l| l.contains("does not record"))
+        .unwrap_or_else(|| panic!("no note of the assumption: {}", ran.stderr));
+    for needle in [
+        "--activation",
+        "--pooling",
+        "--reference-logits",
+        "tanh activation, avg pooling",
+    ] {
+        assert!(note.contains(needle), "{needle} not in {note}");
+    }
+    assert!(
+        ran.stdout
+            .contains("architecture: tanh activation (default), avg pooling (default)"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stdout
+            .contains("assumed, as the weights file does not record it"),
+        "{}",
+        ran.stdout
+    );
+
+    let stated = run_ok(&[
+        "--backend",
+        "flex",
+        "--weights",
+        &weights,
+        "--input",
+        &input,
+        "--activation",
+        "relu",
+        "--pooling",
+        "max",
+        "--reference-logits",
+        &logits,
+    ]);
+    assert!(
+        stated.contains("architecture: relu activation (stated), max pooling (stated), 1 x 32 x 32 input (conv1 padding 0, default), 10 classes"),
+        "{stated}"
+    );
+    assert!(stated.contains("forward pass checked against"), "{stated}");
+
+    let onnx = common::run(&[
+        "--backend",
+        "flex",
+        "--weights",
+        &family("tutorial_net", "model.onnx"),
+    ]);
+    assert!(onnx.status.success(), "{}", onnx.stderr);
+    assert!(!onnx.stderr.contains("does not record"), "{}", onnx.stderr);
+    assert!(
+        onnx.stdout.contains("relu activation (from the ONNX graph), max pooling (from the ONNX graph), 1 x 32 x 32 input (conv1 padding 0, from the ONNX graph)"),
+        "{}",
+        onnx.stdout
+    );
+    let seeded = run_ok(&["--backend", "flex", "--batch", "2"]);
+    assert!(
+        seeded.contains("architecture: tanh activation (default)"),
+        "{seeded}"
+    );
+}
+
+/// `--normalize MEAN,STD`: the model sees (x - mean) / std, the Jacobian is with respect to x.
+/// With x = z std + mean for the fixture's input z, the logits are PyTorch's for z and the
+/// Jacobian is PyTorch's divided by std.
+#[test]
+fn normalised_input_gives_the_jacobian_with_respect_to_the_pixels() {
+    let dir = temp_dir();
+    let case = common::fixture("b3_c10");
+    let (shape, z) = read_npy(&case.join("input.npy"));
+    let (mean, std) = (0.1307f32, 0.3081f32);
+    let x: Vec<f32> = z.iter().map(|v| v * std + mean).collect();
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let data: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let input = dir.path().join("x.npy");
+    std::fs::write(&input, common::npy_bytes("<f4", &shape, false, &data)).unwrap();
+    let (out, logits) = (dir.path().join("j.npy"), dir.path().join("logits.npy"));
+    let report = run_ok(&[
+        "--backend",
+        "flex",
+        "--weights",
+        case.join("lenet5.pt").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--normalize",
+        &format!("{mean},{std}"),
+        "--layout",
+        "full",
+        "--output",
+        out.to_str().unwrap(),
+        "--logits",
+        logits.to_str().unwrap(),
+        "--reference-logits",
+        case.join("logits.npy").to_str().unwrap(),
+    ]);
+    assert!(
+        report.contains("the Jacobian is with respect to the pixels x"),
+        "{report}"
+    );
+    let (_, torch) = read_npy(&case.join("jacobian_full.npy"));
+    let expected: Vec<f32> = torch.iter().map(|v| v / std).collect();
+    let error = relative_error(&read_npy(&out).1, &expected);
+    assert!(error <= 1e-5, "{error:e} x max |J|");
+    let error = relative_error(&read_npy(&logits).1, &read_npy(&case.join("logits.npy")).1);
+    assert!(error <= 1e-5, "logits: {error:e}");
+}
+
+/// Weights saved in PyTorch's layout and as a burnpack record load back as the same model,
+/// its architecture with them: no flag needed, no assumption noted.
+#[test]
+fn saved_weights_keep_the_architecture() {
+    let dir = temp_dir();
+    let input = family("cifar_net", "input.npy");
+    let first = dir.path().join("first.npy");
+    run_ok(&[
+        "--backend",
+        "flex",
+        "--weights",
+        &family("cifar_net", "ckpt.pth"),
+        "--activation",
+        "relu",
+        "--pooling",
+        "max",
+        "--input",
+        &input,
+        "--layout",
+        "per-sample",
+        "--output",
+        first.to_str().unwrap(),
+        "--save-weights",
+        dir.path().join("cifar.safetensors").to_str().unwrap(),
+    ]);
+    for saved in ["cifar.safetensors", "cifar.bpk"] {
+        let path = dir.path().join(saved);
+        if saved.ends_with(".bpk") {
+            run_ok(&[
+                "--backend",
+                "flex",
+                "--weights",
+                dir.path().join("cifar.safetensors").to_str().unwrap(),
+                "--batch",
+                "1",
+                "--save-weights",
+                path.to_str().unwrap(),
+            ]);
+        }
+        let again = dir.path().join("again.npy");
+        let ran = common::run(&[
+            "--backend",
+            "flex",
+            "--weights",
+            path.to_str().unwrap(),
+            "--input",
+            &input,
+            "--layout",
+            "per-sample",
+            "--output",
+            again.to_str().unwrap(),
+        ]);
+        assert!(ran.status.success(), "{saved}: {}", ran.stderr);
+        assert!(
+            !ran.stderr.contains("does not record"),
+            "{saved}: {}",
+            ran.stderr
+        );
+        assert!(
+            ran.stdout.contains("relu activation (from the file's record), max pooling (from the file's record), 3 x 32 x 32 input"),
+            "{saved}: {}",
+            ran.stdout
+        );
+        assert_eq!(read_npy(&again), read_npy(&first), "{saved}");
+    }
+}

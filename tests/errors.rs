@@ -395,22 +395,8 @@ fn weights_that_are_a_directory() {
 }
 
 #[test]
-fn weights_with_wrong_keys_name_them_in_the_files_own_names() {
-    let needles = [
-        "do not fit LeNet-5",
-        "missing keys: feature_extractor.0.bias, feature_extractor.0.weight, \
-         feature_extractor.3.bias, feature_extractor.3.weight",
-        "unexpected keys: features.0.bias, features.0.weight, features.3.bias, features.3.weight",
-    ];
-    let pt = fs::read(fixture("bad/renamed_keys.pt")).unwrap();
-    bad_weights("renamed_keys.pt", &pt, &needles);
-    let st = lenet_safetensors(|tensors| {
-        for (key, _, _) in tensors.iter_mut() {
-            *key = key.replace("feature_extractor.", "features.");
-        }
-    });
-    bad_weights("renamed_keys.safetensors", &st, &needles);
-    // One key missing, one extra.
+fn weights_that_are_no_lenet5_name_what_does_not_fit_in_the_files_own_names() {
+    // One layer without its bias, one tensor of no layer's shape.
     let st = lenet_safetensors(|tensors| {
         tensors.retain(|(key, _, _)| key != "classifier.4.bias");
         tensors.push(("classifier.6.weight".into(), "F32", vec![10, 10]));
@@ -419,9 +405,20 @@ fn weights_with_wrong_keys_name_them_in_the_files_own_names() {
         "lenet5.safetensors",
         &st,
         &[
-            "missing keys: classifier.4.bias",
-            "unexpected keys: classifier.6.weight",
+            "do not fit LeNet-5",
+            "classifier.4.bias is missing",
+            "classifier.6.weight [10, 10] fit no LeNet-5 layer",
         ],
+    );
+    // Two tensors of the same layer's shape: which is it?
+    let st = lenet_safetensors(|tensors| {
+        tensors.push(("extra.weight".into(), "F32", vec![84, 120]));
+        tensors.push(("extra.bias".into(), "F32", vec![84]));
+    });
+    bad_weights(
+        "lenet5.safetensors",
+        &st,
+        &["two tensors of fc2's shape: classifier.2.weight and extra.weight"],
     );
 }
 
@@ -429,8 +426,8 @@ fn weights_with_wrong_keys_name_them_in_the_files_own_names() {
 fn weights_with_wrong_shapes_name_key_shape_and_expected_shape() {
     let needles = [
         "do not fit LeNet-5",
-        "feature_extractor.0.weight has shape [8, 1, 5, 5], expected [6, 1, 5, 5]",
-        "feature_extractor.0.bias has shape [8], expected [6]",
+        "no tensor of the shape of conv1 [6, channels, 5, 5]",
+        "feature_extractor.0.weight [8, 1, 5, 5], feature_extractor.0.bias [8] fit no LeNet-5 layer",
     ];
     let pt = fs::read(fixture("bad/conv1_8.pt")).unwrap();
     bad_weights("conv1_8.pt", &pt, &needles);
@@ -444,13 +441,19 @@ fn weights_with_wrong_shapes_name_key_shape_and_expected_shape() {
     bad_weights(
         "fc1.safetensors",
         &st,
-        &["classifier.0.weight has shape [120, 401], expected [120, 400]"],
+        &[
+            "no tensor of the shape of fc1 [120, 400]",
+            "classifier.0.weight [120, 401]",
+        ],
     );
     let st = lenet_safetensors(|tensors| tensors[8].2 = vec![10]);
     bad_weights(
         "fc3.safetensors",
         &st,
-        &["classifier.4.weight has shape [10], expected a matrix"],
+        &[
+            "no tensor of the shape of fc3 [classes, 84]",
+            "classifier.4.weight [10]",
+        ],
     );
 }
 
@@ -955,4 +958,221 @@ fn saved_weights_are_written_only_when_the_whole_run_succeeds() {
     );
     assert_eq!(ran.code(), 0, "{}", ran.stderr);
     assert!(weights.exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The family: ONNX files, statements of the architecture, reference logits, normalisation
+
+/// A family case's file, as a path the runs can take.
+fn family(case: &str, file: &str) -> String {
+    fixture("family")
+        .join(case)
+        .join(file)
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn onnx_files_that_are_not_lenet5_or_cannot_be_read() {
+    let whole = fs::read(family("tutorial_net", "model.onnx")).unwrap();
+    bad_weights(
+        "truncated.onnx",
+        &whole[..whole.len() / 2],
+        &["cannot read ONNX weights"],
+    );
+    bad_weights("empty.onnx", &[], &["the file is empty"]);
+    // The dynamo exporter's weights are in the .data file beside the graph.
+    let graph = fs::read(family("tutorial_net", "model_dynamo.onnx")).unwrap();
+    bad_weights(
+        "model_dynamo.onnx",
+        &graph,
+        &["model_dynamo.onnx.data", "missing"],
+    );
+    for (file, needles) in [
+        (
+            "mlp.onnx",
+            &["the ONNX graph is not a LeNet-5", "Flatten"][..],
+        ),
+        ("softmax_head.onnx", &["Softmax", "without its softmax"][..]),
+    ] {
+        let bytes = fs::read(fixture("family/bad").join(file)).unwrap();
+        bad_weights(file, &bytes, needles);
+    }
+}
+
+#[test]
+fn flags_that_contradict_the_file_are_usage_errors() {
+    let onnx = family("tutorial_net", "model.onnx");
+    fails_in_empty_dir(
+        &[
+            "--backend",
+            "flex",
+            "--batch",
+            "2",
+            "--weights",
+            &onnx,
+            "--activation",
+            "tanh",
+        ],
+        USAGE,
+        &[
+            "activation tanh was stated",
+            "the file says relu (from the ONNX graph)",
+        ],
+    );
+    // The input must be what the stated architecture takes.
+    let input = family("tutorial_net", "input.npy");
+    fails_in_empty_dir(
+        &["--backend", "flex", "--input", &input, "--padding", "2"],
+        INPUT,
+        &["shape [2, 1, 32, 32]", "expected [N, 1, 28, 28]"],
+    );
+    fails_in_empty_dir(
+        &["--backend", "flex", "--padding", "16"],
+        USAGE,
+        &["--padding", "16"],
+    );
+    fails_in_empty_dir(
+        &["--backend", "flex", "--activation", "gelu"],
+        USAGE,
+        &["gelu", "tanh, relu, sigmoid"],
+    );
+}
+
+#[test]
+fn reference_logits_that_disagree_name_the_variant_that_would_match() {
+    let dir = temp_dir();
+    let weights = family("tutorial_net", "net.pt");
+    let input = family("tutorial_net", "input.npy");
+    let logits = family("tutorial_net", "logits.npy");
+    // The tutorial Net computed as the question's LeNet5 (nothing stated): exit 4, the
+    // variant that gives PyTorch's logits named.
+    fails_and_writes_nothing(
+        dir.path(),
+        &[
+            "--backend",
+            "flex",
+            "--weights",
+            &weights,
+            "--input",
+            &input,
+            "--reference-logits",
+            &logits,
+        ],
+        &[],
+        WEIGHTS,
+        &[
+            "logits.npy: the model's logits differ from these",
+            "with tanh activation, avg pooling",
+            "the weights give them with --activation relu --pooling max",
+        ],
+    );
+    // Logits of another shape: an input error, before anything is computed.
+    let dir = temp_dir();
+    let wrong = put(dir.path(), "wrong.npy", &npy_f32(&[2, 7], 1));
+    fails_and_writes_nothing(
+        dir.path(),
+        &[
+            "--backend",
+            "flex",
+            "--weights",
+            &weights,
+            "--input",
+            &input,
+            "--activation",
+            "relu",
+            "--pooling",
+            "max",
+            "--reference-logits",
+            wrong,
+        ],
+        &[],
+        INPUT,
+        &["wrong.npy", "logits of shape [2, 7], expected [2, 10]"],
+    );
+    // Logits no variant gives.
+    let dir = temp_dir();
+    let other = put(dir.path(), "other.npy", &npy_f32(&[2, 10], 3));
+    fails_and_writes_nothing(
+        dir.path(),
+        &[
+            "--backend",
+            "flex",
+            "--weights",
+            &weights,
+            "--input",
+            &input,
+            "--reference-logits",
+            other,
+        ],
+        &[],
+        WEIGHTS,
+        &[
+            "other.npy",
+            "no variant of LeNet-5 the tool knows gives them",
+        ],
+    );
+}
+
+#[test]
+fn normalisation_and_saved_weights_options_that_do_not_fit() {
+    fails_in_empty_dir(
+        &["--backend", "flex", "--normalize", "0.5,0.2,0.1"],
+        USAGE,
+        &["--normalize", "3 value(s) given"],
+    );
+    fails_in_empty_dir(
+        &["--backend", "flex", "--normalize", "0.5,0"],
+        USAGE,
+        &["standard deviation 0 is not a positive number"],
+    );
+    fails_in_empty_dir(
+        &[
+            "--backend",
+            "flex",
+            "--normalize",
+            "0.4,0.4,0.4,0.2,0.2,0.2",
+        ],
+        USAGE,
+        &["3 means and standard deviations", "1 channel(s)"],
+    );
+    fails_in_empty_dir(
+        &["--backend", "flex", "--save-weights", "model.pt"],
+        USAGE,
+        &["--save-weights model.pt", ".bpk", ".safetensors"],
+    );
+}
+
+#[test]
+fn npy_labels_that_do_not_fit_the_input() {
+    let three: Vec<u8> = [1i64, 2, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let negative: Vec<u8> = [1i64, -2, 3].iter().flat_map(|v| v.to_le_bytes()).collect();
+    for (name, bytes, needle) in [
+        (
+            "two.npy",
+            npy_bytes("<i8", &[2], false, &three[..16]),
+            "labels of shape [2], expected [3]",
+        ),
+        (
+            "negative.npy",
+            npy_bytes("<i8", &[3], false, &negative),
+            "label -2 at index 1",
+        ),
+        (
+            "floats.npy",
+            npy_f32(&[3], 2),
+            "dtype float32 ('<f4') for labels",
+        ),
+    ] {
+        let dir = temp_dir();
+        let input = put(dir.path(), "x.npy", &npy_f32(&[3, 1, 32, 32], 1));
+        let labels = put(dir.path(), name, &bytes);
+        fails_and_writes_nothing(
+            dir.path(),
+            &["--backend", "flex", "--input", input, "--labels", labels],
+            &[],
+            INPUT,
+            &[name, needle],
+        );
+    }
 }

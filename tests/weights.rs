@@ -4,7 +4,7 @@ mod common;
 
 use burn::backend::{Flex, NdArray};
 use lenet_jacobian::input::Batch;
-use lenet_jacobian::model;
+use lenet_jacobian::model::{Model, Stated};
 
 use common::{fixture, relative_error, run_in, temp_dir};
 
@@ -13,21 +13,27 @@ fn seeded_weights_are_the_same_on_every_backend() {
     // Flex's own generator is not reproducible; the application draws on ndarray and moves
     // the weights. Same logits on ndarray and flex for a seed.
     let device = Default::default();
-    let x = Batch::random(2, 3);
-    let a = model::load::<NdArray>(None, 11, false, &device)
+    let x = Batch::random(2, [1, 32, 32], 3);
+    let a = Model::load(None, 11, Stated::default(), false)
+        .unwrap()
+        .on::<NdArray>(&device)
         .unwrap()
         .forward(x.to_tensor(&device))
         .into_data()
         .to_vec::<f32>()
         .unwrap();
-    let b = model::load::<Flex>(None, 11, false, &Default::default())
+    let b = Model::load(None, 11, Stated::default(), false)
+        .unwrap()
+        .on::<Flex>(&Default::default())
         .unwrap()
         .forward(x.to_tensor(&Default::default()))
         .into_data()
         .to_vec::<f32>()
         .unwrap();
     assert!(relative_error(&b, &a) < 1e-5);
-    let c = model::load::<NdArray>(None, 12, false, &device)
+    let c = Model::load(None, 12, Stated::default(), false)
+        .unwrap()
+        .on::<NdArray>(&device)
         .unwrap()
         .forward(x.to_tensor(&device))
         .into_data()

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use lenet5::mnist::{self, IdxImages};
-use lenet5::{IMAGE_LEN, IMAGE_SIZE, MNIST_SIZE};
+use lenet5::mnist::{self, DigitFrame, IdxImages};
+use lenet5::model::config::MNIST_SIZE;
 
 use crate::error::{Error, InputProblem, Result};
 use crate::input::Batch;
@@ -32,12 +32,13 @@ pub fn sibling_labels(images: &Path) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// Reads an IDX images file as a batch: 28 x 28 digits are centred in 32 x 32 as LeNet-5
-/// expects for MNIST ([`mnist::digit_to_input`]), 32 x 32 images are taken as they are; each
-/// pixel `v` becomes `v / 255`. With `labels`, an IDX labels file of as many labels.
-pub fn load(images: &Path, labels: Option<&Path>) -> Result<Batch> {
+/// Reads an IDX images file as a batch of `dims` (the model's input, one channel): 28 x 28
+/// digits are centred in it as LeNet-5 expects for MNIST ([`DigitFrame`]: in 32 x 32, or as
+/// they are for a model that pads them itself), images of the model's size are taken as they
+/// are; each pixel `v` becomes `v / 255`. With `labels`, an IDX labels file of as many labels.
+pub fn load(images: &Path, labels: Option<&Path>, dims: [usize; 3]) -> Result<Batch> {
     let idx = mnist::read_images(images)?;
-    let values = to_inputs(images, &idx)?;
+    let values = to_inputs(images, &idx, dims)?;
     let len = idx.len();
     let labels = match labels {
         Some(path) => {
@@ -58,28 +59,36 @@ pub fn load(images: &Path, labels: Option<&Path>) -> Result<Batch> {
     };
     Ok(Batch {
         len,
+        dims,
         values,
         names: None,
         labels,
     })
 }
 
-fn to_inputs(path: &Path, idx: &IdxImages) -> Result<Vec<f32>> {
+fn to_inputs(path: &Path, idx: &IdxImages, dims: [usize; 3]) -> Result<Vec<f32>> {
+    let [channels, size, _] = dims;
+    let fail = |what: String| Error::input(path, InputProblem::Format(what));
+    if channels != 1 {
+        return Err(fail(format!(
+            "grayscale images, and the model takes {channels} channels (its conv1 weight says)"
+        )));
+    }
     match (idx.rows(), idx.cols()) {
-        (MNIST_SIZE, MNIST_SIZE) => Ok(idx
-            .pixels()
-            .chunks_exact(MNIST_SIZE * MNIST_SIZE)
-            .flat_map(|digit| mnist::digit_to_input(digit.try_into().expect("28 x 28 pixels")))
-            .collect()),
-        (IMAGE_SIZE, IMAGE_SIZE) => {
+        (rows, cols) if (rows, cols) == (size, size) => {
             Ok(idx.pixels().iter().map(|&v| f32::from(v) / 255.0).collect())
         }
-        (rows, cols) => Err(Error::input(
-            path,
-            InputProblem::Format(format!(
-                "images of {rows} x {cols} pixels, expected 28 x 28 (MNIST's digits) or 32 x 32"
-            )),
-        )),
+        (MNIST_SIZE, MNIST_SIZE) => {
+            let frame = DigitFrame::for_input(dims).map_err(|e| fail(e.to_string()))?;
+            Ok(idx
+                .pixels()
+                .chunks_exact(MNIST_SIZE * MNIST_SIZE)
+                .flat_map(|digit| frame.input(digit.try_into().expect("28 x 28 pixels")))
+                .collect())
+        }
+        (rows, cols) => Err(fail(format!(
+            "images of {rows} x {cols} pixels, expected 28 x 28 (MNIST's digits) or the model's \
+             {size} x {size}"
+        ))),
     }
-    .inspect(|values: &Vec<f32>| debug_assert_eq!(values.len(), idx.len() * IMAGE_LEN))
 }

@@ -5,17 +5,21 @@
 //! - the files ending in `.png`, `.jpg` or `.jpeg` (any case) are read, in the order of their
 //!   file names; other files and subdirectories are ignored, and a directory without any
 //!   image is an error;
-//! - each image is converted to grayscale (its luminance; an alpha channel is dropped) with
-//!   pixel values scaled to `[0, 1]` (an 8-bit value `v` becomes `v / 255`);
-//! - a 28 x 28 image (an MNIST digit) is padded with 2 zero pixels on every side to 32 x 32,
-//!   as LeNet-5 expects for MNIST; a 32 x 32 image is taken as it is; any other size is
-//!   resized to 32 x 32 with a triangle (bilinear) filter, without keeping the aspect ratio.
+//! - for a model of one input channel each image is converted to grayscale (its luminance; an
+//!   alpha channel is dropped), for a model of three to RGB, with pixel values scaled to
+//!   `[0, 1]` (an 8-bit value `v` becomes `v / 255`);
+//! - a grayscale 28 x 28 image (an MNIST digit) is centred in the model's input: padded with
+//!   2 zero pixels on every side to 32 x 32, as LeNet-5 expects for MNIST, or taken as it is
+//!   by a model that pads it in its first convolution (`--padding 2`); an image of the
+//!   model's size is taken as it is; any other size is resized to it with a triangle
+//!   (bilinear) filter, without keeping the aspect ratio.
 
 use std::path::{Path, PathBuf};
 
 use image::imageops::{self, FilterType};
-use image::{DynamicImage, GenericImageView, ImageBuffer, ImageReader, Luma};
-use lenet5::{mnist, IMAGE_LEN, IMAGE_SIZE, MNIST_SIZE};
+use image::{DynamicImage, GenericImageView, ImageBuffer, ImageReader, Luma, Rgb};
+use lenet5::mnist::DigitFrame;
+use lenet5::model::config::MNIST_SIZE;
 
 use crate::error::{Error, InputProblem, Result};
 use crate::input::Batch;
@@ -54,12 +58,21 @@ pub fn list(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Reads the images of `dir` as a batch (see the [module documentation](self) for the rule).
-pub fn load_dir(dir: &Path) -> Result<Batch> {
+pub fn load_dir(dir: &Path, dims: [usize; 3]) -> Result<Batch> {
     let files = list(dir)?;
-    let mut values = Vec::with_capacity(files.len() * IMAGE_LEN);
+    if ![1, 3].contains(&dims[0]) {
+        return Err(Error::input(
+            dir,
+            InputProblem::Format(format!(
+                "images are grayscale or RGB, and the model takes {} channels",
+                dims[0]
+            )),
+        ));
+    }
+    let mut values = Vec::with_capacity(files.len() * dims.iter().product::<usize>());
     let mut names = Vec::with_capacity(files.len());
     for path in &files {
-        values.extend(to_sample(&read(path)?));
+        values.extend(to_sample(&read(path)?, dims));
         names.push(
             path.file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -69,6 +82,7 @@ pub fn load_dir(dir: &Path) -> Result<Batch> {
     let labels = names.iter().map(|name| label_of(name)).collect();
     Ok(Batch {
         len: files.len(),
+        dims,
         values,
         names: Some(names),
         labels,
@@ -111,23 +125,36 @@ pub fn read(path: &Path) -> Result<DynamicImage> {
         .map_err(|e| Error::input(path, InputProblem::Image(e)))
 }
 
-/// One image as a LeNet-5 sample: `1 x 32 x 32` values in `[0, 1]`, row-major (see the
+/// One image as a sample of `[channels, size, size]` values in `[0, 1]`, row-major (see the
 /// [module documentation](self) for the rule).
-pub fn to_sample(image: &DynamicImage) -> Vec<f32> {
-    let side = IMAGE_SIZE as u32;
+pub fn to_sample(image: &DynamicImage, [channels, size, _]: [usize; 3]) -> Vec<f32> {
+    let side = size as u32;
+    let fitted = |dimensions: (u32, u32)| dimensions == (side, side);
+    if channels == 3 {
+        let rgb = image.to_rgb32f();
+        let sample: ImageBuffer<Rgb<f32>, Vec<f32>> = if fitted(rgb.dimensions()) {
+            rgb
+        } else {
+            imageops::resize(&rgb, side, side, FilterType::Triangle)
+        };
+        // Interleaved RGB to channel-major planes, as the model takes them.
+        let pixels = sample.into_raw();
+        return (0..3)
+            .flat_map(|c| pixels.iter().skip(c).step_by(3).map(|v| v.clamp(0.0, 1.0)))
+            .collect();
+    }
     if image.dimensions() == (MNIST_SIZE as u32, MNIST_SIZE as u32) {
-        // An MNIST digit: 8-bit gray, made LeNet-5's input the one way the model crate does.
-        let digit = image.to_luma8().into_raw();
-        return mnist::digit_to_input(digit.as_slice().try_into().expect("28 x 28 pixels"))
-            .to_vec();
+        if let Ok(frame) = DigitFrame::for_input([1, size, size]) {
+            let digit = image.to_luma8().into_raw();
+            return frame.input(digit.as_slice().try_into().expect("28 x 28 pixels"));
+        }
     }
     let gray = image.to_luma32f();
-    let sample: ImageBuffer<Luma<f32>, Vec<f32>> = if gray.dimensions() == (side, side) {
+    let sample: ImageBuffer<Luma<f32>, Vec<f32>> = if fitted(gray.dimensions()) {
         gray
     } else {
         imageops::resize(&gray, side, side, FilterType::Triangle)
     };
-    // Luminance of out-of-range colours and the filter's rounding stay within [0, 1].
     sample
         .into_raw()
         .into_iter()
@@ -143,7 +170,7 @@ mod tests {
     #[test]
     fn mnist_digits_are_padded_with_two_zero_pixels() {
         let digit = GrayImage::from_fn(28, 28, |x, y| Luma([((x + y) * 4 + 3) as u8]));
-        let sample = to_sample(&DynamicImage::ImageLuma8(digit));
+        let sample = to_sample(&DynamicImage::ImageLuma8(digit), [1, 32, 32]);
         assert_eq!(sample.len(), 32 * 32);
         for row in 0..32 {
             for col in 0..32 {
@@ -162,11 +189,11 @@ mod tests {
     fn other_sizes_are_resized_and_colours_become_gray() {
         // A uniform colour stays uniform through the filter: its luminance everywhere.
         let rgb = RgbImage::from_pixel(40, 20, image::Rgb([255, 255, 255]));
-        let sample = to_sample(&DynamicImage::ImageRgb8(rgb));
+        let sample = to_sample(&DynamicImage::ImageRgb8(rgb), [1, 32, 32]);
         assert_eq!(sample.len(), 32 * 32);
         assert!(sample.iter().all(|&v| (v - 1.0).abs() < 1e-6), "{sample:?}");
         let gray = GrayImage::from_pixel(32, 32, Luma([51]));
-        let sample = to_sample(&DynamicImage::ImageLuma8(gray));
+        let sample = to_sample(&DynamicImage::ImageLuma8(gray), [1, 32, 32]);
         assert!(sample.iter().all(|&v| v == 0.2));
     }
 
@@ -180,7 +207,7 @@ mod tests {
         }
         std::fs::write(dir.path().join("notes.txt"), "not an image").unwrap();
         std::fs::create_dir(dir.path().join("sub.png")).unwrap();
-        let batch = load_dir(dir.path()).unwrap();
+        let batch = load_dir(dir.path(), [1, 32, 32]).unwrap();
         assert_eq!(batch.names.unwrap(), ["a.PNG", "b.png", "c.jpg"]);
         assert_eq!(batch.len, 3);
         assert_eq!(batch.values[0], 100.0 / 255.0);
@@ -193,12 +220,12 @@ mod tests {
     fn empty_directories_and_bad_files_are_input_errors() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("readme.md"), "no image").unwrap();
-        let err = load_dir(dir.path()).unwrap_err();
+        let err = load_dir(dir.path(), [1, 32, 32]).unwrap_err();
         assert_eq!(err.exit_code(), 3, "{err:?}");
         assert!(err.one_line().contains("no PNG or JPEG file"), "{err}");
 
         std::fs::write(dir.path().join("broken.png"), "not a png").unwrap();
-        let err = load_dir(dir.path()).unwrap_err();
+        let err = load_dir(dir.path(), [1, 32, 32]).unwrap_err();
         assert!(
             matches!(
                 &err,
@@ -211,7 +238,7 @@ mod tests {
         );
         assert!(err.one_line().contains("broken.png"), "{err}");
 
-        let err = load_dir(&dir.path().join("missing")).unwrap_err();
+        let err = load_dir(&dir.path().join("missing"), [1, 32, 32]).unwrap_err();
         assert!(err.one_line().contains("no such directory"), "{err}");
     }
 }

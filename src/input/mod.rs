@@ -1,6 +1,6 @@
 //! The input batch: from a `.npy` file, an MNIST IDX file, a directory of images, or random,
-//! with each sample's label when the source knows it; and the checks that it is what LeNet-5
-//! takes.
+//! with each sample's label when the source knows it; and the checks that it is what the
+//! model takes.
 
 pub mod idx;
 pub mod images;
@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
-use lenet5::{IMAGE_DIMS, IMAGE_LEN, IMAGE_SIZE};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::error::{Error, InputProblem, Result};
@@ -25,9 +24,10 @@ pub enum Source {
         /// Seed of the generator.
         seed: u64,
     },
-    /// A file: a float32 (or float64) `.npy` array `[N, 1, 32, 32]`, or an MNIST IDX images
-    /// file (told apart by their first bytes), with the IDX labels file `labels` (by default
-    /// the one beside it, when there is one).
+    /// A file: a float32 (or float64) `.npy` array `[N, C, H, W]`, or an MNIST IDX images
+    /// file (told apart by their first bytes), with its labels: an IDX labels file (by default
+    /// the one beside an IDX images file, when there is one) or a `.npy` array of `N`
+    /// integers.
     File {
         /// The file.
         path: PathBuf,
@@ -38,24 +38,32 @@ pub enum Source {
     Images(PathBuf),
 }
 
-/// A batch of images on the host, `[len, 1, 32, 32]` row-major.
+/// A batch of images on the host, `[len, dims...]` row-major.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
     /// Samples.
     pub len: usize,
+    /// The shape of one sample, `[channels, height, width]`: the model's input.
+    pub dims: [usize; 3],
     /// Pixel values, row-major.
     pub values: Vec<f32>,
     /// Each sample's name (its file), when it came from files.
     pub names: Option<Vec<String>>,
-    /// Each sample's class, where the source says it (IDX labels, image file names).
+    /// Each sample's class, where the source says it (IDX labels, image file names, a labels
+    /// file).
     pub labels: Vec<Option<usize>>,
 }
 
-/// Reads the batch `source` names and checks it; non-finite values are refused unless
-/// `allow_non_finite`. Returns the notes to show the user once the input is accepted.
-pub fn load(source: &Source, allow_non_finite: bool) -> Result<(Batch, Vec<String>)> {
-    let (batch, notes) = match source {
-        Source::Random { batch, seed } => (Batch::random(*batch, *seed), Vec::new()),
+/// Reads the batch `source` names, shaped as `dims` (the model's input), and checks it;
+/// non-finite values are refused unless `allow_non_finite`. Returns the notes to show the
+/// user once the input is accepted.
+pub fn load(
+    source: &Source,
+    dims: [usize; 3],
+    allow_non_finite: bool,
+) -> Result<(Batch, Vec<String>)> {
+    let (mut batch, mut notes) = match source {
+        Source::Random { batch, seed } => (Batch::random(*batch, dims, *seed), Vec::new()),
         Source::File { path, labels } if idx::looks_like_idx(path) => {
             let mut notes = Vec::new();
             let labels = labels.clone().or_else(|| {
@@ -67,28 +75,37 @@ pub fn load(source: &Source, allow_non_finite: bool) -> Result<(Batch, Vec<Strin
                 ));
                 Some(sibling)
             });
-            (idx::load(path, labels.as_deref())?, notes)
+            (idx::load(path, labels.as_deref(), dims)?, notes)
         }
-        Source::File { path, labels } => {
-            if let Some(labels) = labels {
-                return Err(Error::Usage(format!(
-                    "--labels {} goes with an MNIST IDX images file, not a .npy input",
-                    labels.display()
-                )));
-            }
+        Source::File { path, .. } => {
             let array = npy::read(path)?;
-            let batch = Batch::from_array(path, &array.shape, array.values)?;
-            let notes = array
-                .converted_from_f64
+            let shape = array.shape.clone();
+            let (values, converted) = array.floats(path, "the input images")?;
+            let batch = Batch::from_array(path, &shape, dims, values)?;
+            let notes = converted
                 .then(|| format!("{}: float64 values converted to float32", path.display()));
             (batch, notes.into_iter().collect())
         }
         Source::Images(dir) => {
-            let batch = images::load_dir(dir)?;
+            let batch = images::load_dir(dir, dims)?;
             let note = images::describe(dir, &batch);
             (batch, vec![note])
         }
     };
+    if let Source::File {
+        path,
+        labels: Some(labels),
+    } = source
+    {
+        if !idx::looks_like_idx(path) {
+            batch.labels = npy_labels(labels, batch.len)?;
+            notes.push(format!(
+                "{}: labels from {}",
+                path.display(),
+                labels.display()
+            ));
+        }
+    }
     if !allow_non_finite {
         let path = match source {
             Source::File { path, .. } | Source::Images(path) => path.as_path(),
@@ -99,57 +116,106 @@ pub fn load(source: &Source, allow_non_finite: bool) -> Result<(Batch, Vec<Strin
     Ok((batch, notes))
 }
 
+/// The labels of a `.npy` input: an array of `len` integers, each a class index.
+fn npy_labels(path: &Path, len: usize) -> Result<Vec<Option<usize>>> {
+    let array = npy::read(path)?;
+    let shape = array.shape.clone();
+    let fail = |what: String| Error::input(path, InputProblem::Format(what));
+    if shape != [len] {
+        return Err(fail(format!(
+            "labels of shape {shape:?}, expected [{len}]: one integer per sample of the input"
+        )));
+    }
+    let labels = array.integers(path, "labels (class indices)")?;
+    labels
+        .iter()
+        .enumerate()
+        .map(|(i, &label)| {
+            usize::try_from(label).map(Some).map_err(|_| {
+                fail(format!(
+                    "label {label} at index {i}, expected a class index >= 0"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// The logits PyTorch gave for the batch (`--reference-logits`): `[len, classes]` floats.
+pub fn reference_logits(path: &Path, len: usize, classes: usize) -> Result<Vec<f32>> {
+    let array = npy::read(path)?;
+    let shape = array.shape.clone();
+    if shape != [len, classes] {
+        return Err(Error::input(
+            path,
+            InputProblem::Format(format!(
+                "logits of shape {shape:?}, expected [{len}, {classes}]: one row per sample of the \
+                 input, one column per class of the model"
+            )),
+        ));
+    }
+    Ok(array.floats(path, "logits")?.0)
+}
+
 impl Batch {
-    /// `batch` images of uniform `[0, 1)` pixels (like `torch.rand`), the same for a seed on
-    /// every backend and platform.
-    pub fn random(batch: usize, seed: u64) -> Batch {
+    /// `batch` images of `dims` with uniform `[0, 1)` pixels (like `torch.rand`), the same for
+    /// a seed on every backend and platform.
+    pub fn random(batch: usize, dims: [usize; 3], seed: u64) -> Batch {
         let mut rng = StdRng::seed_from_u64(seed);
-        let values = (0..batch * IMAGE_LEN)
+        let values = (0..batch * dims.iter().product::<usize>())
             .map(|_| rng.random::<f32>())
             .collect();
         Batch {
             len: batch,
+            dims,
             values,
             names: None,
             labels: vec![None; batch],
         }
     }
 
-    /// The batch of an array of `shape` read from `source`: `[N, 1, 32, 32]` with `N >= 1`.
-    pub fn from_array(source: &Path, shape: &[usize], values: Vec<f32>) -> Result<Batch> {
+    /// Values in one sample.
+    pub fn sample_len(&self) -> usize {
+        self.dims.iter().product()
+    }
+
+    /// The batch of an array of `shape` read from `source`: `[N, dims...]` with `N >= 1`.
+    pub fn from_array(
+        source: &Path,
+        shape: &[usize],
+        dims: [usize; 3],
+        values: Vec<f32>,
+    ) -> Result<Batch> {
         let fail = |problem| Error::input(source, problem);
         match shape {
-            [n, rest @ ..] if rest == IMAGE_DIMS && *n > 0 => {}
-            [0, rest @ ..] if rest == IMAGE_DIMS => {
+            [n, rest @ ..] if rest == dims && *n > 0 => {}
+            [0, rest @ ..] if rest == dims => {
                 return Err(fail(InputProblem::Empty {
                     shape: shape.to_vec(),
+                    expected: dims,
                 }))
             }
             _ => {
-                let hint = match shape {
-                    [.., 28, 28] => {
-                        " (28 x 28 digits: pass them with --images, which pads them to 32 x 32)"
-                    }
-                    _ => "",
-                };
                 return Err(fail(InputProblem::Shape {
                     shape: shape.to_vec(),
-                    hint,
+                    expected: dims,
+                    hint: shape_hint(shape, dims),
                 }));
             }
         }
-        if values.len() != shape[0] * IMAGE_LEN {
+        let len = shape[0];
+        if values.len() != len * dims.iter().product::<usize>() {
             return Err(fail(InputProblem::Format(format!(
                 "{} values for shape {shape:?}, expected {}",
                 values.len(),
-                shape[0] * IMAGE_LEN
+                len * dims.iter().product::<usize>()
             ))));
         }
         Ok(Batch {
-            len: shape[0],
+            len,
+            dims,
             values,
             names: None,
-            labels: vec![None; shape[0]],
+            labels: vec![None; len],
         })
     }
 
@@ -163,13 +229,10 @@ impl Batch {
         let Some((first, &value)) = bad.next() else {
             return Ok(());
         };
-        let (n, pixel) = (first / IMAGE_LEN, first % IMAGE_LEN);
-        let plane = IMAGE_SIZE * IMAGE_SIZE;
-        let (c, h, w) = (
-            pixel / plane,
-            pixel / IMAGE_SIZE % IMAGE_SIZE,
-            pixel % IMAGE_SIZE,
-        );
+        let [_, height, width] = self.dims;
+        let (n, pixel) = (first / self.sample_len(), first % self.sample_len());
+        let plane = height * width;
+        let (c, h, w) = (pixel / plane, pixel / width % height, pixel % width);
         Err(Error::input(
             source,
             InputProblem::NonFinite {
@@ -184,15 +247,36 @@ impl Batch {
     ///
     /// # Shapes
     ///
-    /// - output: `[len, 1, 32, 32]`
+    /// - output: `[len, channels, height, width]`
     pub fn to_tensor<B: Backend>(&self, device: &B::Device) -> Tensor<B, 4> {
-        let mut shape = vec![self.len];
-        shape.extend(IMAGE_DIMS);
-        Tensor::from_data(TensorData::new(self.values.clone(), shape), device)
+        let [c, h, w] = self.dims;
+        Tensor::from_data(
+            TensorData::new(self.values.clone(), [self.len, c, h, w]),
+            device,
+        )
     }
 
     /// The pixels of the first `samples` samples.
     pub fn first(&self, samples: usize) -> &[f32] {
-        &self.values[..samples.min(self.len) * IMAGE_LEN]
+        &self.values[..samples.min(self.len) * self.sample_len()]
+    }
+}
+
+/// What to do when an input has the wrong shape, where something can be said.
+fn shape_hint(shape: &[usize], dims: [usize; 3]) -> String {
+    let [channels, size, _] = dims;
+    match shape {
+        [_, c, 28, 28] if size == 32 && *c == channels => {
+            " (28 x 28 digits: pass them with --images, which pads them to 32 x 32, or state \
+             --padding 2 for a LeNet-5 that pads them in its first convolution, as d2l's)"
+                .into()
+        }
+        [_, c, 32, 32] if size == 28 && *c == channels => {
+            " (a LeNet-5 with --padding 2 takes 28 x 28 images)".into()
+        }
+        [_, c, h, w] if *c != channels && [*h, *w] == [size, size] => {
+            format!(" (the model's first convolution takes {channels} channel(s), its weights say)")
+        }
+        _ => String::new(),
     }
 }

@@ -1,5 +1,5 @@
-//! Reading a `.npy` file: a float32 (or float64) C-order array, every header field checked
-//! before the data is read.
+//! Reading a `.npy` file: a C-order array of floats (float32, or float64 converted) or of
+//! integers (labels), every header field checked before the data is read.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, SeekFrom};
@@ -10,18 +10,73 @@ use npyz::{NpyFile, NpyHeader, Order};
 use crate::error::{Error, InputProblem, Result};
 use crate::panic::quietly;
 
-/// A float32 array read from a `.npy` file, C order.
+/// An array read from a `.npy` file, C order.
 #[derive(Debug)]
 pub struct Array {
     /// Its shape.
     pub shape: Vec<usize>,
     /// Its values, row-major.
-    pub values: Vec<f32>,
-    /// Set when the file held float64 values, converted to float32.
-    pub converted_from_f64: bool,
+    pub values: Values,
+    /// Its dtype, for messages: `int32 ('<i4')`.
+    pub dtype: String,
 }
 
-/// Reads a float32 (or float64, converted) C-order array.
+/// The values of an [`Array`].
+#[derive(Debug, PartialEq)]
+pub enum Values {
+    /// float32 values, or float64 ones converted (then `converted_from_f64`).
+    Float {
+        /// The values.
+        values: Vec<f32>,
+        /// Set when the file held float64 values, converted to float32.
+        converted_from_f64: bool,
+    },
+    /// Integers of any width, signed or not.
+    Integer(Vec<i64>),
+}
+
+/// The element types read: a dtype's code (`f4`, `i8`...), its size, what it becomes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Element {
+    F32,
+    F64,
+    Int(u8, bool), // bytes, signed
+}
+
+impl Array {
+    /// The values as floats; integers are refused, naming what was expected.
+    pub fn floats(self, path: &Path, expected: &str) -> Result<(Vec<f32>, bool)> {
+        match self.values {
+            Values::Float {
+                values,
+                converted_from_f64,
+            } => Ok((values, converted_from_f64)),
+            Values::Integer(_) => Err(Error::input(
+                path,
+                InputProblem::Format(format!(
+                    "dtype {} for {expected}, expected float32 ('<f4'; float64 is converted)",
+                    self.dtype
+                )),
+            )),
+        }
+    }
+
+    /// The values as integers; floats are refused, naming what was expected.
+    pub fn integers(self, path: &Path, expected: &str) -> Result<Vec<i64>> {
+        match self.values {
+            Values::Integer(values) => Ok(values),
+            Values::Float { .. } => Err(Error::input(
+                path,
+                InputProblem::Format(format!(
+                    "dtype {} for {expected}, expected integers",
+                    self.dtype
+                )),
+            )),
+        }
+    }
+}
+
+/// Reads a C-order array of float32, float64 (converted to float32) or integers.
 ///
 /// Everything the header announces is checked before the data is read: the order, the dtype,
 /// and that the file holds all the bytes the shape needs (a corrupt header can announce more
@@ -88,15 +143,24 @@ pub fn read(path: &Path) -> Result<Array> {
         .trim_matches('\'')
         .trim_start_matches(['<', '>', '=', '|'])
         .to_string();
-    let (item_size, converted_from_f64): (usize, bool) = match code.as_str() {
-        "f4" => (4, false),
-        "f8" => (8, true),
+    let element = match code.as_str() {
+        "f4" => Element::F32,
+        "f8" => Element::F64,
+        "i1" | "i2" | "i4" | "i8" | "u1" | "u2" | "u4" | "u8" => {
+            Element::Int(code[1..].parse().expect("a digit"), code.starts_with('i'))
+        }
         _ => {
             return Err(fail(format!(
-                "dtype {} is not supported, expected float32 ('<f4'; float64 is converted)",
+                "dtype {} is not supported, expected float32 ('<f4'; float64 is converted) \
+                 or integers",
                 dtype_name(&descr, &code)
             )))
         }
+    };
+    let item_size = match element {
+        Element::F32 => 4,
+        Element::F64 => 8,
+        Element::Int(bytes, _) => usize::from(bytes),
     };
     let needed = shape.as_ref().and_then(|shape| {
         shape
@@ -113,26 +177,53 @@ pub fn read(path: &Path) -> Result<Array> {
     if (needed as u64) > held {
         return Err(fail(format!(
             "truncated: shape {shape:?} of {} needs {needed} bytes of data, the file holds {held}",
-            if converted_from_f64 {
-                "float64"
-            } else {
-                "float32"
-            },
+            dtype_name(&descr, &code),
         )));
     }
     let npy = NpyFile::with_header(header, reader);
-    let values = if converted_from_f64 {
-        npy.into_vec::<f64>()
-            .map(|v| v.into_iter().map(|x| x as f32).collect())
-    } else {
-        npy.into_vec::<f32>()
+    let corrupt = |e: std::io::Error| fail(format!("corrupt data ({e})"));
+    let widen = |v: Vec<i64>| Values::Integer(v);
+    let values = match element {
+        Element::F32 => Values::Float {
+            values: npy.into_vec::<f32>().map_err(corrupt)?,
+            converted_from_f64: false,
+        },
+        Element::F64 => Values::Float {
+            values: npy
+                .into_vec::<f64>()
+                .map_err(corrupt)?
+                .into_iter()
+                .map(|x| x as f32)
+                .collect(),
+            converted_from_f64: true,
+        },
+        Element::Int(1, true) => widen(ints::<i8>(npy).map_err(corrupt)?),
+        Element::Int(2, true) => widen(ints::<i16>(npy).map_err(corrupt)?),
+        Element::Int(4, true) => widen(ints::<i32>(npy).map_err(corrupt)?),
+        Element::Int(8, true) => widen(ints::<i64>(npy).map_err(corrupt)?),
+        Element::Int(1, false) => widen(ints::<u8>(npy).map_err(corrupt)?),
+        Element::Int(2, false) => widen(ints::<u16>(npy).map_err(corrupt)?),
+        Element::Int(4, false) => widen(ints::<u32>(npy).map_err(corrupt)?),
+        Element::Int(_, _) => widen(
+            npy.into_vec::<u64>()
+                .map_err(corrupt)?
+                .into_iter()
+                .map(|v| i64::try_from(v).unwrap_or(i64::MAX))
+                .collect(),
+        ),
     };
-    let values = values.map_err(|e| fail(format!("corrupt data ({e})")))?;
     Ok(Array {
         shape,
         values,
-        converted_from_f64,
+        dtype: dtype_name(&descr, &code),
     })
+}
+
+/// The integers of an array of `T`, widened.
+fn ints<T: npyz::Deserialize + Into<i64>>(
+    npy: NpyFile<Counting<BufReader<File>>>,
+) -> std::io::Result<Vec<i64>> {
+    Ok(npy.into_vec::<T>()?.into_iter().map(Into::into).collect())
 }
 
 /// Checks the header length the file announces before npyz reads (and allocates) it, and

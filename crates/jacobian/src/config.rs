@@ -90,6 +90,15 @@ pub enum JacobianError {
         /// The limit.
         limit: u64,
     },
+    /// Per-channel values (a [`Standardized`](crate::Standardized) input's means or standard
+    /// deviations) that are neither one nor one per channel of the input.
+    #[error("{given} per-channel values for an input of {channels} channel(s), expected 1 or {channels}")]
+    Channels {
+        /// Values given.
+        given: usize,
+        /// Channels of the input (axis 1).
+        channels: usize,
+    },
     /// The consumer of chunks failed (writing to a file, say).
     #[error(transparent)]
     Sink(Box<dyn std::error::Error + Send + Sync>),

@@ -76,6 +76,7 @@ mod host;
 mod layout;
 mod norms;
 mod reverse;
+mod standardized;
 
 pub use config::{JacobianConfig, JacobianError};
 pub use differentiable::{Differentiable, FullRows, PerSample};
@@ -86,3 +87,4 @@ pub use host::{Jacobian, Magnitudes};
 pub use layout::{python_shape, Axis, Layout};
 pub use norms::{frobenius_norm, frobenius_norms, spectral_norm, spectral_norms};
 pub use reverse::{ReverseMode, Strategy};
+pub use standardized::{StandardizeError, Standardized};

@@ -13,14 +13,15 @@
 //! naming the file and the problem in one line, never a panic; memory grows with the bytes
 //! actually read, never with what a header announces.
 //!
-//! LeNet-5 takes 32 x 32 images: [`digit_to_input`] centres a 28 x 28 digit in one.
+//! LeNet-5 takes 32 x 32 images: [`DigitFrame`] centres a 28 x 28 digit in one (or in the
+//! input of another size a variant takes).
 //!
 //! ```no_run
 //! use lenet5::mnist::{Mnist, Split};
 //!
 //! let test = Mnist::load("data/mnist", Split::Test)?;
 //! let (digit, label) = (test.digit(0).unwrap(), test.label(0).unwrap());
-//! let input = lenet5::mnist::digit_to_input(digit); // [1, 32, 32] in [0, 1]
+//! let input = lenet5::mnist::DigitFrame::LENET5.input(digit); // [1, 32, 32] in [0, 1]
 //! # Ok::<(), lenet5::mnist::MnistError>(())
 //! ```
 
@@ -34,7 +35,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use flate2::bufread::MultiGzDecoder;
 
-use crate::{LeNet5, IMAGE_DIMS, IMAGE_LEN, IMAGE_SIZE, MNIST_PADDING, MNIST_SIZE};
+use crate::model::config::{MNIST_SIZE, PADDED_SIZE};
+use crate::{LeNet5, LeNet5Config};
 
 /// Magic number of an IDX file of unsigned bytes in 3 dimensions: images.
 pub const IMAGES_MAGIC: u32 = 0x0000_0803;
@@ -325,7 +327,7 @@ impl IdxImages {
 
 /// Reads an IDX images file (plain or gzip): unsigned bytes in 3 dimensions, of any size.
 ///
-/// [`Mnist`] checks they are 28 x 28; [`digit_to_input`] makes LeNet-5's input of one.
+/// [`Mnist`] checks they are 28 x 28; [`DigitFrame::input`] makes LeNet-5's input of one.
 pub fn read_images(path: impl AsRef<Path>) -> Result<IdxImages, MnistError> {
     let mut file = IdxFile::open(path.as_ref(), IdxKind::Images)?;
     let [count, rows, cols] = file.header::<3>()?;
@@ -564,69 +566,130 @@ impl Mnist {
     }
 }
 
-/// LeNet-5's input for a 28 x 28 MNIST digit: the digit centred in a 32 x 32 image with 2 zero
-/// pixels on each side, as LeNet-5 was designed for MNIST, and each value scaled from 0..=255
-/// to [0, 1] (`value / 255`).
+/// The image a 28 x 28 MNIST digit is framed in to make a LeNet-5's input: the digit centred
+/// in `size x size` pixels, `(size - 28) / 2` zero pixels on each side, each value scaled from
+/// 0..=255 to [0, 1] (`value / 255`).
 ///
-/// # Shapes
-///
-/// - digit: 28 x 28 pixels, row-major
-/// - output: `[1, 32, 32]` values, row-major (one image of [`IMAGE_DIMS`])
-pub fn digit_to_input(digit: &[u8; MNIST_PIXELS]) -> [f32; IMAGE_LEN] {
-    shifted_digit_to_input(digit, 0, 0)
+/// [`DigitFrame::LENET5`] is LeNet-5's 32 x 32, as the network was designed for MNIST (a
+/// border of 2); a LeNet-5 whose first convolution pads its input by 2 (d2l's) takes the
+/// digit as it is, 28 x 28.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DigitFrame {
+    size: usize,
 }
 
-/// [`digit_to_input`] with the digit moved `down` rows and `right` columns (negative: up,
-/// left) inside the 32 x 32 image; at most [`MNIST_PADDING`] either way, so the digit stays
-/// whole.
-pub(crate) fn shifted_digit_to_input(
-    digit: &[u8; MNIST_PIXELS],
-    down: isize,
-    right: isize,
-) -> [f32; IMAGE_LEN] {
-    let padding = MNIST_PADDING as isize;
-    assert!(
-        down.abs() <= padding && right.abs() <= padding,
-        "a shift of ({down}, {right}) pixels would cut the digit"
-    );
-    let (top, left) = ((padding + down) as usize, (padding + right) as usize);
-    let mut input = [0.0; IMAGE_LEN];
-    for (row, pixels) in digit.chunks_exact(MNIST_SIZE).enumerate() {
-        let start = (top + row) * IMAGE_SIZE + left;
-        for (value, &pixel) in input[start..start + MNIST_SIZE].iter_mut().zip(pixels) {
-            *value = f32::from(pixel) / 255.0;
-        }
+impl DigitFrame {
+    /// LeNet-5's 32 x 32.
+    pub const LENET5: DigitFrame = DigitFrame { size: PADDED_SIZE };
+
+    /// The frame of a model's input: one channel, of a side of 28 or more that leaves the same
+    /// border on each side.
+    pub fn for_model(config: &LeNet5Config) -> Result<Self, FrameError> {
+        Self::for_input(config.input_dims())
     }
-    input
+
+    /// The frame of an input of `[channels, size, size]`: one channel, of a side of 28 or
+    /// more that leaves the same border on each side.
+    pub fn for_input([channels, size, _]: [usize; 3]) -> Result<Self, FrameError> {
+        if channels != 1 {
+            return Err(FrameError::Channels(channels));
+        }
+        if size < MNIST_SIZE || !(size - MNIST_SIZE).is_multiple_of(2) {
+            return Err(FrameError::Size(size));
+        }
+        Ok(DigitFrame { size })
+    }
+
+    /// Side of the image.
+    pub fn size(self) -> usize {
+        self.size
+    }
+
+    /// Zero pixels on each side of the digit.
+    pub fn border(self) -> usize {
+        (self.size - MNIST_SIZE) / 2
+    }
+
+    /// The input of one digit.
+    ///
+    /// # Shapes
+    ///
+    /// - digit: 28 x 28 pixels, row-major
+    /// - output: `[1, size, size]` values, row-major
+    pub fn input(self, digit: &[u8; MNIST_PIXELS]) -> Vec<f32> {
+        self.shifted_input(digit, 0, 0)
+    }
+
+    /// [`input`](Self::input) with the digit moved `down` rows and `right` columns (negative:
+    /// up, left); at most [`border`](Self::border) either way, so the digit stays whole.
+    pub(crate) fn shifted_input(
+        self,
+        digit: &[u8; MNIST_PIXELS],
+        down: isize,
+        right: isize,
+    ) -> Vec<f32> {
+        let border = self.border() as isize;
+        assert!(
+            down.abs() <= border && right.abs() <= border,
+            "a shift of ({down}, {right}) pixels would cut the digit"
+        );
+        let (top, left) = ((border + down) as usize, (border + right) as usize);
+        let mut input = vec![0.0; self.size * self.size];
+        for (row, pixels) in digit.chunks_exact(MNIST_SIZE).enumerate() {
+            let start = (top + row) * self.size + left;
+            for (value, &pixel) in input[start..start + MNIST_SIZE].iter_mut().zip(pixels) {
+                *value = f32::from(pixel) / 255.0;
+            }
+        }
+        input
+    }
+
+    /// A batch of inputs made by [`input`](Self::input).
+    ///
+    /// # Shapes
+    ///
+    /// - digits: `batch` digits of 28 x 28 pixels
+    /// - output: `[batch, 1, size, size]`
+    pub fn images<'a, B: Backend>(
+        self,
+        digits: impl IntoIterator<Item = &'a [u8; MNIST_PIXELS]>,
+        device: &B::Device,
+    ) -> Tensor<B, 4> {
+        let values: Vec<f32> = digits.into_iter().flat_map(|d| self.input(d)).collect();
+        self.to_images(values, device)
+    }
+
+    /// The batch of inputs whose values, image after image, are `values`.
+    ///
+    /// # Shapes
+    ///
+    /// - values: `batch * size * size`
+    /// - output: `[batch, 1, size, size]`
+    pub(crate) fn to_images<B: Backend>(
+        self,
+        values: Vec<f32>,
+        device: &B::Device,
+    ) -> Tensor<B, 4> {
+        let batch = values.len() / (self.size * self.size);
+        Tensor::from_data(
+            TensorData::new(values, [batch, 1, self.size, self.size]),
+            device,
+        )
+    }
 }
 
-/// A batch of LeNet-5 inputs made by [`digit_to_input`].
-///
-/// # Shapes
-///
-/// - digits: `batch` digits of 28 x 28 pixels
-/// - output: `[batch, 1, 32, 32]`
-pub fn digits_to_images<'a, B: Backend>(
-    digits: impl IntoIterator<Item = &'a [u8; MNIST_PIXELS]>,
-    device: &B::Device,
-) -> Tensor<B, 4> {
-    let values: Vec<f32> = digits.into_iter().flat_map(digit_to_input).collect();
-    inputs_to_images(values, device)
-}
-
-/// The batch of LeNet-5 inputs whose values, image after image, are `values`.
-///
-/// # Shapes
-///
-/// - values: `batch * 1024`
-/// - output: `[batch, 1, 32, 32]`
-pub(crate) fn inputs_to_images<B: Backend>(values: Vec<f32>, device: &B::Device) -> Tensor<B, 4> {
-    let batch = values.len() / IMAGE_LEN;
-    let [channels, rows, cols] = IMAGE_DIMS;
-    Tensor::from_data(
-        TensorData::new(values, [batch, channels, rows, cols]),
-        device,
-    )
+/// Why MNIST's digits cannot be a model's input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// The model takes colour images.
+    #[error("MNIST digits are grayscale, and this LeNet-5 takes {0} input channels")]
+    Channels(usize),
+    /// The model's input cannot hold a 28 x 28 digit centred.
+    #[error(
+        "this LeNet-5 takes {0} x {0} images, which cannot hold a 28 x 28 MNIST digit centred \
+         (32 x 32 with no padding, 28 x 28 with --padding 2)"
+    )]
+    Size(usize),
 }
 
 /// Digits a model classifies correctly.
@@ -662,13 +725,14 @@ impl fmt::Display for Accuracy {
 }
 
 /// How many of `data`'s digits `model` classifies correctly (the largest logit is the label),
-/// evaluated in batches of `batch_size` digits.
+/// evaluated in batches of `batch_size` digits framed as the model takes them.
 pub fn accuracy<B: Backend>(
     model: &LeNet5<B>,
     data: &Mnist,
     batch_size: usize,
     device: &B::Device,
-) -> Accuracy {
+) -> Result<Accuracy, FrameError> {
+    let frame = DigitFrame::for_model(&model.config())?;
     let batch_size = batch_size.max(1);
     let mut correct = 0;
     for (start, labels) in (0..)
@@ -676,7 +740,7 @@ pub fn accuracy<B: Backend>(
         .zip(data.labels.chunks(batch_size))
     {
         let digits = (start..start + labels.len()).filter_map(|index| data.digit(index));
-        let logits = model.forward(digits_to_images::<B>(digits, device)); // [batch, classes]
+        let logits = model.forward(frame.images::<B>(digits, device)); // [batch, classes]
         let predicted = logits
             .argmax(1)
             .into_data()
@@ -689,10 +753,10 @@ pub fn accuracy<B: Backend>(
             .filter(|(&class, &label)| class == i64::from(label))
             .count();
     }
-    Accuracy {
+    Ok(Accuracy {
         correct,
         total: data.len(),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -1034,8 +1098,9 @@ mod tests {
         digit[27] = 51; // top-right
         digit[28 * 27] = 102; // bottom-left
         digit[28 * 28 - 1] = 1; // bottom-right
-        let input = digit_to_input(&digit);
-        let at = |row: usize, col: usize| input[row * IMAGE_SIZE + col];
+        let frame = DigitFrame::LENET5;
+        let input = frame.input(&digit);
+        let at = |row: usize, col: usize| input[row * 32 + col];
         assert_eq!(at(2, 2), 1.0);
         assert_eq!(at(2, 29), 0.2);
         assert_eq!(at(29, 2), 0.4);
@@ -1043,11 +1108,26 @@ mod tests {
         let nonzero = input.iter().filter(|&&v| v != 0.0).count();
         assert_eq!(nonzero, 4, "the 2-pixel border is zero");
 
-        let images =
-            digits_to_images::<burn::backend::NdArray>([&digit, &digit], &Default::default());
+        let images = frame.images::<burn::backend::NdArray>([&digit, &digit], &Default::default());
         assert_eq!(images.dims(), [2, 1, 32, 32]);
         let values = images.into_data().into_vec::<f32>().unwrap();
-        assert_eq!(&values[IMAGE_LEN..], &input[..]);
+        assert_eq!(&values[1024..], &input[..]);
+
+        // d2l's LeNet pads inside its first convolution: the digit as it is.
+        let d2l = LeNet5Config::new().with_padding(2);
+        let frame = DigitFrame::for_model(&d2l).unwrap();
+        assert_eq!((frame.size(), frame.border()), (28, 0));
+        let input = frame.input(&digit);
+        assert_eq!(
+            (input[0], input[27], input[28 * 28 - 1]),
+            (1.0, 0.2, 1.0 / 255.0)
+        );
+        for bad in [
+            LeNet5Config::new().with_in_channels(3),
+            LeNet5Config::new().with_padding(3),
+        ] {
+            assert!(DigitFrame::for_model(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -1056,13 +1136,14 @@ mod tests {
         digit[0] = 255; // top-left
         digit[MNIST_PIXELS - 1] = 255; // bottom-right
         for (down, right) in [(-2, -2), (2, 2), (-1, 2), (0, 0)] {
-            let input = shifted_digit_to_input(&digit, down, right);
-            let at = |row: isize, col: isize| input[row as usize * IMAGE_SIZE + col as usize];
+            let input = DigitFrame::LENET5.shifted_input(&digit, down, right);
+            let at = |row: isize, col: isize| input[row as usize * 32 + col as usize];
             assert_eq!(at(2 + down, 2 + right), 1.0);
             assert_eq!(at(29 + down, 29 + right), 1.0);
             assert_eq!(input.iter().sum::<f32>(), 2.0, "the digit stays whole");
         }
-        assert_eq!(shifted_digit_to_input(&digit, 0, 0), digit_to_input(&digit));
+        let frame = DigitFrame::LENET5;
+        assert_eq!(frame.shifted_input(&digit, 0, 0), frame.input(&digit));
     }
 
     #[test]
@@ -1075,10 +1156,8 @@ mod tests {
             dir.write("labels", &labels_file(&[0, 1, 2])),
         )
         .unwrap();
-        let logits = model.forward(digits_to_images(
-            (0..3).filter_map(|i| data.digit(i)),
-            &device,
-        ));
+        let logits =
+            model.forward(DigitFrame::LENET5.images((0..3).filter_map(|i| data.digit(i)), &device));
         let predicted = logits
             .argmax(1)
             .into_data()
@@ -1091,7 +1170,7 @@ mod tests {
             .filter(|(p, l)| **p == *l)
             .count();
         // Batches of 2 leave a batch of 1: the same count as all at once.
-        let accuracy = accuracy(&model, &data, 2, &device);
+        let accuracy = accuracy(&model, &data, 2, &device).unwrap();
         assert_eq!(
             accuracy,
             Accuracy {

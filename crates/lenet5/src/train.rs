@@ -47,11 +47,11 @@ use burn_train::{
     TrainStep,
 };
 
-use crate::mnist::{
-    digits_to_images, inputs_to_images, shifted_digit_to_input, Mnist, MnistError, Split,
-    MNIST_CLASSES, MNIST_PIXELS,
-};
-use crate::{LeNet5, LeNet5Config, MNIST_PADDING};
+use crate::mnist::{DigitFrame, Mnist, MnistError, Split, MNIST_CLASSES, MNIST_PIXELS};
+use crate::{LeNet5, LeNet5Config};
+
+/// The frame training digits are put in: the 32 x 32 of the LeNet-5 trained.
+const FRAME: DigitFrame = DigitFrame::LENET5;
 
 /// Hyper-parameters of [`train`]. `TrainingConfig::new()` has the defaults, the recipe of the
 /// weights shipped in `models/lenet5-mnist.bpk`; it is saved as `config.json` in the artifact
@@ -87,10 +87,11 @@ impl TrainingConfig {
             "num_epochs is 0, expected at least 1".to_string()
         } else if self.batch_size == 0 {
             "batch_size is 0, expected at least 1".to_string()
-        } else if self.max_shift > MNIST_PADDING {
+        } else if self.max_shift > FRAME.border() {
             format!(
-                "max_shift is {}, at most {MNIST_PADDING} keeps the digit inside the image",
-                self.max_shift
+                "max_shift is {}, at most {} keeps the digit inside the image",
+                self.max_shift,
+                FRAME.border()
             )
         } else if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
             format!(
@@ -149,7 +150,7 @@ impl Dataset<MnistItem> for Mnist {
 ///
 /// # Shapes
 ///
-/// - images: `[batch, 1, 32, 32]`, made by [`crate::mnist::digit_to_input`]
+/// - images: `[batch, 1, 32, 32]`, made by [`DigitFrame::input`]
 /// - targets: `[batch]`, the labels
 #[derive(Clone, Debug)]
 pub struct MnistBatch<B: Backend> {
@@ -183,7 +184,7 @@ impl MnistBatcher {
     /// When `max_shift` is more than 2.
     pub fn with_random_shifts(max_shift: usize, seed: u64) -> Self {
         assert!(
-            max_shift <= MNIST_PADDING,
+            max_shift <= FRAME.border(),
             "a shift of {max_shift} pixels would cut MNIST digits"
         );
         Self {
@@ -195,7 +196,7 @@ impl MnistBatcher {
 impl<B: Backend> Batcher<B, MnistItem, MnistBatch<B>> for MnistBatcher {
     fn batch(&self, items: Vec<MnistItem>, device: &B::Device) -> MnistBatch<B> {
         let images = match &self.shifts {
-            None => digits_to_images(items.iter().map(|item| &item.digit), device),
+            None => FRAME.images(items.iter().map(|item| &item.digit), device),
             Some((max_shift, generator)) => {
                 let mut generator = generator.lock().unwrap_or_else(|e| e.into_inner());
                 let span = 2 * *max_shift as u64 + 1;
@@ -204,10 +205,10 @@ impl<B: Backend> Batcher<B, MnistItem, MnistBatch<B>> for MnistBatcher {
                     .iter()
                     .flat_map(|item| {
                         let (down, right) = (shift(), shift());
-                        shifted_digit_to_input(&item.digit, down, right)
+                        FRAME.shifted_input(&item.digit, down, right)
                     })
                     .collect();
-                inputs_to_images(values, device)
+                FRAME.to_images(values, device)
             }
         };
         let labels: Vec<i64> = items.iter().map(|item| i64::from(item.label)).collect();
@@ -657,7 +658,7 @@ mod tests {
         let labels: Vec<i64> = data.labels().iter().map(|&l| i64::from(l)).collect();
         assert_eq!(targets, labels);
         let images = batch.images.into_data().into_vec::<f32>().unwrap();
-        let first = crate::mnist::digit_to_input(data.digit(0).unwrap());
+        let first = FRAME.input(data.digit(0).unwrap());
         assert_eq!(&images[..first.len()], &first[..]);
     }
 
@@ -765,7 +766,7 @@ mod tests {
         let device = Default::default();
         let model = train::<B>(&config, data.path(), artifacts.path(), &device).unwrap();
 
-        let accuracy = crate::mnist::accuracy(&model, &test_set, 64, &device);
+        let accuracy = crate::mnist::accuracy(&model, &test_set, 64, &device).unwrap();
         assert_eq!(accuracy.total, 40);
         let saved = TrainingConfig::load(artifacts.path().join("config.json")).unwrap();
         assert_eq!((saved.num_epochs, saved.seed), (2, 7));

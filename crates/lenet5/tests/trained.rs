@@ -26,7 +26,7 @@ fn held_out_accuracy<B: Backend>() {
     assert_eq!(model.num_classes(), 10);
     let test =
         Mnist::load(repository().join("data/mnist"), Split::Test).unwrap_or_else(|e| panic!("{e}"));
-    let measured = accuracy(&model, &test, 250, &device);
+    let measured = accuracy(&model, &test, 250, &device).unwrap();
     assert_eq!(measured.total, 1000);
     assert!(measured.fraction() >= 0.95, "held-out accuracy {measured}");
     assert_eq!(
