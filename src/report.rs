@@ -50,12 +50,12 @@ pub fn assumption_note(model: &Model) -> Option<String> {
     ))
 }
 
-/// `a`, `a or b`, `a, b or c`.
+/// `a`, `a and b`, `a, b and c`.
 fn list(items: &[&str]) -> String {
     match items {
         [] => String::new(),
         [one] => one.to_string(),
-        [rest @ .., last] => format!("{} or {last}", rest.join(", ")),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
     }
 }
 
