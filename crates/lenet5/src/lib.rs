@@ -20,6 +20,8 @@
 //!   implements [`jacobian::Differentiable`]): written in tensor ops ([`tensor_ops`]) for any
 //!   backend; with the `host` feature, Flex and NdArray compute them with fused kernels on the
 //!   host CPU instead;
+//! - [`differentiable`]: the Jacobian kept in the autodiff graph, for a Jacobian penalty in
+//!   training (double backpropagation) and input Hessians, which Burn alone cannot compute;
 //! - [`import`] (feature `import`): weights from PyTorch state_dicts and checkpoints (any key
 //!   names), SafeTensors, ONNX exports and Burn's own records;
 //! - [`mnist`] (feature `mnist`): MNIST's IDX files and LeNet-5's input of their digits;
@@ -44,6 +46,7 @@
 //! ```
 
 mod backend;
+pub mod differentiable;
 #[cfg(feature = "import")]
 pub mod import;
 #[cfg(feature = "mnist")]

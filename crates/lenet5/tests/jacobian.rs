@@ -265,3 +265,239 @@ fn images_of_another_size_are_refused() {
     let x = Tensor::<NdArray, 4>::zeros([2, 1, 28, 28], &device);
     let _ = tensor_ops::per_sample(&model, x);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The Jacobian in the graph (`lenet5::differentiable`), against PyTorch's double backward
+// (tests/fixtures/penalty/, made by scripts/make_penalty_fixtures.py).
+
+mod penalty {
+    use std::path::{Path, PathBuf};
+
+    use burn::backend::{Autodiff, Flex, NdArray};
+    use burn::module::Module;
+    use burn::nn::loss::CrossEntropyLossConfig;
+    use burn::prelude::ToElement;
+    use burn::tensor::backend::{AutodiffBackend, Backend};
+    use burn::tensor::{Int, Tensor, TensorData};
+    use lenet5::differentiable::{
+        hessian, jacobian_penalty, squared_jacobian_norms, NormEstimator,
+    };
+    use lenet5::import::{self, ImportConfig};
+    use lenet5::{tensor_ops, LeNet5};
+
+    /// The weight gradients PyTorch and Burn compute, each in float32 in its own order: the
+    /// issue's bar, 1e-4 of each tensor's largest entry (seen: about 1e-6).
+    const TOLERANCE: f32 = 1e-4;
+
+    fn case(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/penalty")
+            .join(name)
+    }
+
+    fn npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let array = npyz::NpyFile::new(&bytes[..]).unwrap();
+        let shape = array.shape().iter().map(|&d| d as usize).collect();
+        (shape, array.into_vec::<f32>().unwrap())
+    }
+
+    fn tensor<B: Backend, const D: usize>(path: &Path, device: &B::Device) -> Tensor<B, D> {
+        let (shape, values) = npy(path);
+        Tensor::from_data(TensorData::new(values, shape), device)
+    }
+
+    fn labels<B: Backend>(path: &Path, device: &B::Device) -> Tensor<B, 1, Int> {
+        let bytes = std::fs::read(path).unwrap();
+        let values = npyz::NpyFile::new(&bytes[..])
+            .unwrap()
+            .into_vec::<i64>()
+            .unwrap();
+        let n = values.len();
+        Tensor::from_data(TensorData::new(values, [n]), device)
+    }
+
+    fn json(case: &Path) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(case.join("case.json")).unwrap()).unwrap()
+    }
+
+    /// The case's model on `B`, its architecture from case.json.
+    fn model<B: Backend>(case: &Path, device: &B::Device) -> LeNet5<B> {
+        let config = &json(case)["config"];
+        let stated = ImportConfig::new()
+            .with_activation(Some(
+                config["activation"].as_str().unwrap().parse().unwrap(),
+            ))
+            .with_pooling(Some(config["pooling"].as_str().unwrap().parse().unwrap()));
+        import::load::<B>(&case.join("lenet5.pt"), &stated, device)
+            .unwrap()
+            .model
+    }
+
+    /// Each parameter's gradient against PyTorch's file of it (PyTorch's names and layouts).
+    fn assert_gradients_match<B: AutodiffBackend>(
+        model: &LeNet5<B>,
+        grads: &B::Gradients,
+        dir: &Path,
+        what: &str,
+    ) {
+        let device = model.devices()[0].clone();
+        let conv = |name: &str, w: &burn::module::Param<Tensor<B, 4>>| {
+            let torch = tensor::<B::InnerBackend, 4>(&dir.join(format!("{name}.npy")), &device);
+            super::assert_close(
+                w.grad(grads).unwrap(),
+                torch,
+                TOLERANCE,
+                &format!("{what} {name}"),
+            );
+        };
+        // Burn's Linear weight is [in, out], PyTorch's [out, in].
+        let linear = |name: &str, w: &burn::module::Param<Tensor<B, 2>>| {
+            let torch = tensor::<B::InnerBackend, 2>(&dir.join(format!("{name}.npy")), &device);
+            let ours = w.grad(grads).unwrap().transpose();
+            super::assert_close(ours, torch, TOLERANCE, &format!("{what} {name}"));
+        };
+        let bias = |name: &str, b: &Option<burn::module::Param<Tensor<B, 1>>>| {
+            let torch = tensor::<B::InnerBackend, 1>(&dir.join(format!("{name}.npy")), &device);
+            let b = b.as_ref().unwrap();
+            // A bias the loss does not reach has no gradient in Burn, zeros in PyTorch.
+            let ours = b
+                .grad(grads)
+                .unwrap_or_else(|| Tensor::zeros(b.dims(), &device));
+            let scale = torch.clone().abs().max().into_scalar().to_f32();
+            if scale == 0.0 {
+                let worst = ours.abs().max().into_scalar().to_f32();
+                assert_eq!(worst, 0.0, "{what} {name}: PyTorch's gradient is zero");
+            } else {
+                super::assert_close(ours, torch, TOLERANCE, &format!("{what} {name}"));
+            }
+        };
+        conv("feature_extractor.0.weight", &model.conv1.weight);
+        bias("feature_extractor.0.bias", &model.conv1.bias);
+        conv("feature_extractor.3.weight", &model.conv2.weight);
+        bias("feature_extractor.3.bias", &model.conv2.bias);
+        linear("classifier.0.weight", &model.fc1.weight);
+        bias("classifier.0.bias", &model.fc1.bias);
+        linear("classifier.2.weight", &model.fc2.weight);
+        bias("classifier.2.bias", &model.fc2.bias);
+        linear("classifier.4.weight", &model.fc3.weight);
+        bias("classifier.4.bias", &model.fc3.bias);
+    }
+
+    /// The penalty, the penalised loss and a contraction of the Jacobian backpropagated, for
+    /// the tanh / average and the ReLU / max variants.
+    fn check_penalty<B: AutodiffBackend>(device: B::Device) {
+        for name in ["tanh_avg", "relu_max"] {
+            let dir = case(name);
+            let values = json(&dir);
+            let lambda = values["lam"].as_f64().unwrap();
+            let what = format!("{name} {}", B::name(&device));
+            let model = model::<B>(&dir, &device);
+            let x = tensor::<B, 4>(&dir.join("input.npy"), &device);
+
+            let penalty = jacobian_penalty(&model, x.clone(), lambda, NormEstimator::Exact);
+            let p = penalty.penalty.clone().into_scalar().to_f64();
+            let torch_p = values["penalty"].as_f64().unwrap();
+            assert!(
+                (p - torch_p).abs() <= 1e-5 * torch_p,
+                "{what}: penalty {p} against {torch_p}"
+            );
+            let grads = penalty.penalty.backward();
+            assert_gradients_match(
+                &model,
+                &grads,
+                &dir.join("grad_penalty"),
+                &format!("{what} penalty"),
+            );
+
+            let penalty = jacobian_penalty(&model, x.clone(), lambda, NormEstimator::Exact);
+            let targets = labels::<B>(&dir.join("labels.npy"), &device);
+            let ce = CrossEntropyLossConfig::new()
+                .init(&device)
+                .forward(penalty.logits, targets);
+            let grads = (ce + penalty.penalty).backward();
+            assert_gradients_match(
+                &model,
+                &grads,
+                &dir.join("grad_total"),
+                &format!("{what} total"),
+            );
+
+            // d/dx sum(J * V): the Jacobian is differentiable with respect to its input too.
+            let x = x.require_grad();
+            let j = tensor_ops::per_sample(&model.clone().no_grad(), x.clone()).jacobian;
+            let v = tensor::<B, 5>(&dir.join("contraction_v.npy"), &device);
+            let [n, k, c, h, w] = v.dims();
+            let grads = (j * v.reshape([n, k, c * h * w])).sum().backward();
+            let torch =
+                tensor::<B::InnerBackend, 4>(&dir.join("grad_input_contraction.npy"), &device);
+            let torch_scale = torch.clone().abs().max().into_scalar().to_f32();
+            match x.grad(&grads) {
+                Some(ours) if torch_scale > 0.0 => {
+                    super::assert_close(ours, torch, TOLERANCE, &format!("{what} input"));
+                }
+                // ReLU / max is piecewise linear: PyTorch's gradient is zero, and ours too
+                // (the input does not reach the Jacobian in the graph).
+                ours => {
+                    assert_eq!(torch_scale, 0.0, "{what}: no input gradient");
+                    let worst = ours.map_or(0.0, |g| g.abs().max().into_scalar().to_f32());
+                    assert_eq!(worst, 0.0, "{what}: input gradient");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn penalty_gradients_match_torch_double_backward_on_ndarray() {
+        check_penalty::<Autodiff<NdArray>>(Default::default());
+    }
+
+    #[test]
+    fn penalty_gradients_match_torch_double_backward_on_flex() {
+        check_penalty::<Autodiff<Flex>>(Default::default());
+    }
+
+    /// Hoffman et al.'s estimator is unbiased: over 1000 random projections, its mean is the
+    /// exact squared norm.
+    #[test]
+    fn projection_estimate_averages_to_the_exact_penalty() {
+        type B = Autodiff<Flex>;
+        let device = Default::default();
+        let dir = case("tanh_avg");
+        let model = model::<B>(&dir, &device).no_grad();
+        let x = tensor::<B, 4>(&dir.join("input.npy"), &device);
+        B::seed(&device, 7);
+        let exact = squared_jacobian_norms(&model, x.clone(), NormEstimator::Exact).0;
+        let estimate = squared_jacobian_norms(&model, x, NormEstimator::Projections(1000)).0;
+        let exact = exact.mean().into_scalar().to_f64();
+        let estimate = estimate.mean().into_scalar().to_f64();
+        let error = (estimate - exact).abs() / exact;
+        eprintln!(
+            "1000 projections: {estimate:e} against {exact:e}, {:.2}%",
+            100.0 * error
+        );
+        assert!(error <= 0.02, "{:.2}% off the exact penalty", 100.0 * error);
+    }
+
+    fn check_hessian<B: AutodiffBackend>(device: B::Device) {
+        let dir = case("hessian_tanh");
+        let class = json(&dir)["class"].as_u64().unwrap() as usize;
+        let model = model::<B>(&dir, &device);
+        let x = tensor::<B::InnerBackend, 4>(&dir.join("input.npy"), &device);
+        let ours = hessian(&model, x, class, 256);
+        let torch = tensor::<B::InnerBackend, 7>(&dir.join("hessian.npy"), &device);
+        let torch = torch.reshape([1, 1024, 1024]);
+        super::assert_close(
+            ours,
+            torch,
+            TOLERANCE,
+            &format!("hessian {}", B::name(&device)),
+        );
+    }
+
+    #[test]
+    fn hessian_matches_torch_on_ndarray_and_flex() {
+        check_hessian::<Autodiff<NdArray>>(Default::default());
+        check_hessian::<Autodiff<Flex>>(Default::default());
+    }
+}

@@ -108,26 +108,53 @@ fn backward_sweep<B: Backend>(
 /// The per-sample input Jacobian and the logits (see
 /// [`LeNet5Backend::lenet5_per_sample`](crate::LeNet5Backend::lenet5_per_sample)).
 pub fn per_sample<B: Backend>(model: &LeNet5<B>, images: Tensor<B, 4>) -> PerSample<B> {
-    check_images(model, &images);
     let n = images.dims()[0];
     let classes = model.num_classes();
-    let d = Derivatives::new(model, images);
-    // Row (b, k) starts from e_k at sample b's logits: through the last layer, row k of W3^T.
-    let g = model
-        .fc3
-        .weight
-        .val()
-        .transpose() // [classes, 84]
+    // Row k of every sample starts from e_k at its logits.
+    let identity = Tensor::<B, 2>::eye(classes, &images.device())
         .unsqueeze_dim::<3>(0)
-        .expand([n, classes, FC2_UNITS])
-        .reshape([n * classes, FC2_UNITS]);
-    let rows = Rows {
-        outer: 1,
-        inner: classes,
-    };
+        .expand([n, classes, classes]);
+    vector_jacobian_products(model, images, identity)
+}
+
+/// Vector-Jacobian products of the logits: for every sample `b` and each of its cotangents
+/// `u = cotangents[b, r]`, the input gradient of `u . logits[b]`, that is
+/// `sum_k u[k] d logits[b, k] / d images[b, ...]`; and the logits.
+///
+/// With the identity as every sample's cotangents this is the per-sample Jacobian
+/// ([`per_sample`]); with one cotangent it is the input gradient of a loss whose gradient with
+/// respect to the logits is `u` (cross-entropy: `softmax - one_hot`), or a random projection
+/// of the Jacobian (Hoffman et al.'s estimator of its norm) at a tenth of the cost.
+///
+/// # Shapes
+///
+/// - images: `[n, in_channels, size, size]`
+/// - cotangents: `[n, r, num_classes]`
+/// - jacobian (the products): `[n, r, input_len]`
+/// - outputs: `[n, num_classes]`
+pub fn vector_jacobian_products<B: Backend>(
+    model: &LeNet5<B>,
+    images: Tensor<B, 4>,
+    cotangents: Tensor<B, 3>,
+) -> PerSample<B> {
+    check_images(model, &images);
+    let n = images.dims()[0];
+    let [cotangent_samples, r, classes] = cotangents.dims();
+    assert_eq!(
+        [cotangent_samples, classes],
+        [n, model.num_classes()],
+        "cotangents [n, r, num_classes] for {n} images and {} classes",
+        model.num_classes()
+    );
+    let d = Derivatives::new(model, images);
+    // Through the last layer: u W3^T (Burn's Linear weight is [in, out]).
+    let g = cotangents
+        .reshape([n * r, classes])
+        .matmul(model.fc3.weight.val().transpose()); // [n * r, 84]
+    let rows = Rows { outer: 1, inner: r };
     let input_len = model.config().input_len();
     PerSample {
-        jacobian: backward_sweep(model, &d, g, rows).reshape([n, classes, input_len]),
+        jacobian: backward_sweep(model, &d, g, rows).reshape([n, r, input_len]),
         outputs: d.logits,
     }
 }
