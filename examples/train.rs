@@ -20,6 +20,7 @@ use burn::tensor::backend::AutodiffBackend;
 use clap::{Parser, ValueEnum};
 use lenet5::mnist::{accuracy, Mnist, Split};
 use lenet5::train::{train, TrainingConfig};
+use lenet5::LeNet5Backend;
 use lenet_jacobian::output::AtomicFile;
 
 /// Train LeNet-5 on MNIST digits and save the weights as a burnpack record (.bpk).
@@ -47,6 +48,18 @@ struct Args {
     /// between runs).
     #[arg(long, default_value_t = TrainingConfig::new().num_workers)]
     workers: usize,
+    /// Weight lambda of the Jacobian penalty lambda / 2 * mean ||J||_F^2 added to the loss
+    /// (0: plain training).
+    #[arg(long, default_value_t = TrainingConfig::new().jacobian_penalty)]
+    jacobian_penalty: f64,
+    /// The penalty's norms from N random projections (Hoffman et al.), or 0 for every row of
+    /// the Jacobian.
+    #[arg(long, value_name = "N", default_value_t = TrainingConfig::new().penalty_projections)]
+    penalty_projections: usize,
+    /// Training digits held back to validate on (for choosing hyper-parameters), instead of
+    /// evaluating the held-out test digits after each epoch.
+    #[arg(long, value_name = "N", default_value_t = TrainingConfig::new().validation_digits)]
+    validation_digits: usize,
     /// Where to write the trained weights (burnpack record).
     #[arg(long, default_value = "models/lenet5-mnist.bpk")]
     out: PathBuf,
@@ -80,14 +93,21 @@ fn main() -> ExitCode {
     }
 }
 
-fn run<B: AutodiffBackend>(args: &Args) -> Result<(), Box<dyn Error>> {
+fn run<B>(args: &Args) -> Result<(), Box<dyn Error>>
+where
+    B: AutodiffBackend,
+    B::InnerBackend: LeNet5Backend,
+{
     let config = TrainingConfig::new()
         .with_num_epochs(args.epochs)
         .with_batch_size(args.batch_size)
         .with_learning_rate(args.learning_rate)
         .with_seed(args.seed)
         .with_num_workers(args.workers)
-        .with_max_shift(args.max_shift);
+        .with_max_shift(args.max_shift)
+        .with_jacobian_penalty(args.jacobian_penalty)
+        .with_penalty_projections(args.penalty_projections)
+        .with_validation_digits(args.validation_digits);
     let artifacts = args
         .artifacts
         .clone()
@@ -96,10 +116,21 @@ fn run<B: AutodiffBackend>(args: &Args) -> Result<(), Box<dyn Error>> {
     // file is made in --out's directory and renamed into place once the weights are written).
     let out = AtomicFile::create(&args.out).map_err(|e| e.one_line())?;
 
+    let penalty = match (config.jacobian_penalty, config.penalty_projections) {
+        (0.0, _) => "no Jacobian penalty".to_string(),
+        (lambda, 0) => format!("Jacobian penalty {lambda} / 2 * mean ||J||_F^2 (exact)"),
+        (lambda, n) => format!(
+            "Jacobian penalty {lambda} / 2 * mean ||J||_F^2 (estimated from {n} random projection(s))"
+        ),
+    };
+    let valid = match config.validation_digits {
+        0 => "the held-out test digits".to_string(),
+        n => format!("{n} training digits held back"),
+    };
     println!(
         "training LeNet-5 on the MNIST digits of {} on {:?}: {} epochs, batches of {}, Adam with \
-         learning rate {}, random shifts of up to {} pixels, seed {}, {} batch worker(s); \
-         valid = the held-out test digits; logs in {}",
+         learning rate {}, random shifts of up to {} pixels, {penalty}, seed {}, {} batch \
+         worker(s); valid = {valid}; logs in {}",
         args.data.display(),
         args.backend,
         config.num_epochs,

@@ -1,10 +1,17 @@
 //! Training LeNet-5 on MNIST with burn-train's `Learner`.
 //!
 //! What the learner needs, for any autodiff backend: the training and validation steps of
-//! [`LeNet5`] (logits and cross-entropy loss, as a [`ClassificationOutput`]), a [`Dataset`] over
-//! [`Mnist`] and the [`MnistBatcher`] making `[batch, 1, 32, 32]` images of its digits (for
-//! training, each moved by a random translation of up to 2 pixels); and [`train`], which runs
-//! it all with Adam and prints each epoch's loss and accuracy.
+//! [`LeNet5`] (logits and cross-entropy loss, as a [`ClassificationOutput`]) and of
+//! [`Regularized`] (the same with a Jacobian penalty added to the loss, and each sample's
+//! `||J||_F` reported), a [`Dataset`] over [`Mnist`] and the [`MnistBatcher`] making
+//! `[batch, 1, 32, 32]` images of its digits (for training, each moved by a random translation
+//! of up to 2 pixels); and [`train`], which runs it all with Adam and prints each epoch's loss,
+//! accuracy and mean Jacobian norm.
+//!
+//! The Jacobian penalty `lambda / 2 * mean_b ||J_b||_F^2` (Drucker and LeCun's double
+//! backpropagation; Hoffman, Roberts and Yaida's Jacobian regularisation) needs the gradient of
+//! a gradient, which Burn does not have; LeNet-5's Jacobian written in tensor ops
+//! ([`differentiable`](crate::differentiable)) gives it.
 //!
 //! ```no_run
 //! use burn::backend::{Autodiff, Flex};
@@ -22,21 +29,28 @@
 
 use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
+use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use burn::backend::Flex;
 use burn::config::Config;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoaderBuilder, Progress};
+use burn::data::dataset::transform::{PartialDataset, ShuffledDataset};
 use burn::data::dataset::Dataset;
-use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::module::{AutodiffModule, Module, ModuleMapper, Param, ParamId};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::AdamConfig;
+use burn::prelude::ToElement;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
+use burn_train::metric::state::{FormatOptions, NumericMetricState};
 use burn_train::metric::{
-    AccuracyMetric, LossMetric, MetricAttributes, MetricDefinition, MetricId, NumericEntry,
+    AccuracyInput, AccuracyMetric, Adaptor, ItemLazy, LossInput, LossMetric, Metric,
+    MetricAttributes, MetricDefinition, MetricId, MetricMetadata, MetricName, Numeric,
+    NumericAttributes, NumericEntry, SerializedEntry,
 };
 use burn_train::renderer::{
     EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation,
@@ -47,8 +61,9 @@ use burn_train::{
     TrainStep,
 };
 
+use crate::differentiable::{jacobian_penalty, NormEstimator};
 use crate::mnist::{DigitFrame, Mnist, MnistError, Split, MNIST_CLASSES, MNIST_PIXELS};
-use crate::{LeNet5, LeNet5Config};
+use crate::{LeNet5, LeNet5Backend, LeNet5Config};
 
 /// The frame training digits are put in: the 32 x 32 of the LeNet-5 trained.
 const FRAME: DigitFrame = DigitFrame::LENET5;
@@ -79,9 +94,35 @@ pub struct TrainingConfig {
     /// is cut. Validation digits are never moved.
     #[config(default = 2)]
     pub max_shift: usize,
+    /// Weight `lambda` of the Jacobian penalty `lambda / 2 * mean_b ||J_b||_F^2` added to the
+    /// cross-entropy (0: plain training).
+    #[config(default = 0.0)]
+    pub jacobian_penalty: f64,
+    /// How the penalty's norms are computed: 0 for every row of the Jacobian (exact, ten rows
+    /// per digit), `n` for Hoffman et al.'s unbiased estimate from `n` random projections (`n`
+    /// rows per digit).
+    #[config(default = 0)]
+    pub penalty_projections: usize,
+    /// Training digits held back to validate on instead of the held-out test digits (a random
+    /// choice drawn from the seed): what a hyper-parameter such as `jacobian_penalty` is chosen
+    /// on. 0: every training digit is trained on, and the test digits are evaluated after
+    /// each epoch (for the record; nothing is chosen on them).
+    #[config(default = 0)]
+    pub validation_digits: usize,
 }
 
 impl TrainingConfig {
+    /// The penalty the training step adds to the loss.
+    pub fn penalty(&self) -> Penalty {
+        Penalty {
+            lambda: self.jacobian_penalty,
+            estimator: match self.penalty_projections {
+                0 => NormEstimator::Exact,
+                n => NormEstimator::Projections(n),
+            },
+        }
+    }
+
     fn check(&self) -> Result<(), TrainError> {
         let problem = if self.num_epochs == 0 {
             "num_epochs is 0, expected at least 1".to_string()
@@ -97,6 +138,11 @@ impl TrainingConfig {
             format!(
                 "learning_rate is {}, expected a positive number",
                 self.learning_rate
+            )
+        } else if !(self.jacobian_penalty.is_finite() && self.jacobian_penalty >= 0.0) {
+            format!(
+                "jacobian_penalty is {}, expected a number >= 0",
+                self.jacobian_penalty
             )
         } else {
             return Ok(());
@@ -273,29 +319,248 @@ impl<B: Backend> InferenceStep for LeNet5<B> {
     }
 }
 
+/// The Jacobian penalty of a training step: `lambda / 2 * mean_b ||J_b||_F^2`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Penalty {
+    /// Its weight (0: none).
+    pub lambda: f64,
+    /// How `||J_b||_F^2` is computed.
+    pub estimator: NormEstimator,
+}
+
+/// LeNet-5 as [`train`] trains it: its training step adds the [`Penalty`] to the
+/// cross-entropy, and both steps report each sample's `||J||_F`.
+#[derive(Module, Debug)]
+pub struct Regularized<B: Backend> {
+    /// The network.
+    pub model: LeNet5<B>,
+    /// What the training step adds to the loss.
+    pub penalty: Penalty,
+}
+
+/// What [`Regularized`]'s steps report: the cross-entropy (without the penalty, to compare
+/// with plain training), the logits and targets, and each sample's Jacobian norm.
+pub struct RegularizedOutput<B: Backend> {
+    /// Loss (the cross-entropy), logits and targets.
+    pub classification: ClassificationOutput<B>,
+    /// `||J_b||_F` of each sample, `[batch]`, every row of the Jacobian.
+    pub jacobian_norms: Tensor<B, 1>,
+}
+
+/// `||J_b||_F` of each sample, exact, out of the graph, by the backend's fastest way (the host
+/// kernels on the CPU backends), and the logits.
+fn jacobian_norms<B: LeNet5Backend>(
+    model: &LeNet5<B>,
+    images: Tensor<B, 4>,
+) -> (Tensor<B, 1>, Tensor<B, 2>) {
+    let per_sample = B::lenet5_per_sample(model, images);
+    let [n, _, _] = per_sample.jacobian.dims();
+    let norms = per_sample
+        .jacobian
+        .powi_scalar(2)
+        .sum_dim(2)
+        .sum_dim(1)
+        .reshape([n])
+        .sqrt();
+    (norms, per_sample.outputs)
+}
+
+impl<B> TrainStep for Regularized<B>
+where
+    B: AutodiffBackend,
+    B::InnerBackend: LeNet5Backend,
+{
+    type Input = MnistBatch<B>;
+    type Output = RegularizedOutput<B>;
+
+    fn step(&self, batch: MnistBatch<B>) -> TrainOutput<RegularizedOutput<B>> {
+        let Penalty { lambda, estimator } = self.penalty;
+        let inner_norms = || {
+            let images = batch.images.clone().inner();
+            Tensor::from_inner(jacobian_norms(&self.model.valid(), images).0)
+        };
+        if lambda == 0.0 {
+            // Plain training, the very step of LeNet5's own TrainStep.
+            let output = TrainStep::step(&self.model, batch.clone());
+            let jacobian_norms = inner_norms();
+            return TrainOutput {
+                grads: output.grads,
+                item: RegularizedOutput {
+                    classification: output.item,
+                    jacobian_norms,
+                },
+            };
+        }
+        let penalized = jacobian_penalty(&self.model, batch.images.clone(), lambda, estimator);
+        let loss = CrossEntropyLossConfig::new()
+            .init(&penalized.logits.device())
+            .forward(penalized.logits.clone(), batch.targets.clone());
+        let grads = (loss.clone() + penalized.penalty).backward();
+        let jacobian_norms = match estimator {
+            NormEstimator::Exact => penalized.squared_norms.detach().sqrt(),
+            // The estimate is the penalty's; the report is of the exact norms.
+            NormEstimator::Projections(_) => inner_norms(),
+        };
+        let classification = ClassificationOutput::new(loss, penalized.logits, batch.targets);
+        TrainOutput::new(
+            self,
+            grads,
+            RegularizedOutput {
+                classification,
+                jacobian_norms,
+            },
+        )
+    }
+}
+
+impl<B: LeNet5Backend> InferenceStep for Regularized<B> {
+    type Input = MnistBatch<B>;
+    type Output = RegularizedOutput<B>;
+
+    fn step(&self, batch: MnistBatch<B>) -> RegularizedOutput<B> {
+        let (jacobian_norms, logits) = jacobian_norms(&self.model, batch.images);
+        let loss = CrossEntropyLossConfig::new()
+            .init(&logits.device())
+            .forward(logits.clone(), batch.targets.clone());
+        RegularizedOutput {
+            classification: ClassificationOutput::new(loss, logits, batch.targets),
+            jacobian_norms,
+        }
+    }
+}
+
+impl<B: Backend> ItemLazy for RegularizedOutput<B> {
+    type ItemSync = RegularizedOutput<Flex>;
+
+    fn sync(self) -> RegularizedOutput<Flex> {
+        let norms = self.jacobian_norms.into_data();
+        RegularizedOutput {
+            classification: self.classification.sync(),
+            jacobian_norms: Tensor::from_data(norms, &Default::default()),
+        }
+    }
+}
+
+impl<B: Backend> Adaptor<LossInput<B>> for RegularizedOutput<B> {
+    fn adapt(&self) -> LossInput<B> {
+        self.classification.adapt()
+    }
+}
+
+impl<B: Backend> Adaptor<AccuracyInput<B>> for RegularizedOutput<B> {
+    fn adapt(&self) -> AccuracyInput<B> {
+        self.classification.adapt()
+    }
+}
+
+impl<B: Backend> Adaptor<JacobianNormInput<B>> for RegularizedOutput<B> {
+    fn adapt(&self) -> JacobianNormInput<B> {
+        JacobianNormInput {
+            norms: self.jacobian_norms.clone(),
+        }
+    }
+}
+
+/// The input of [`JacobianNormMetric`]: each sample's `||J||_F`.
+pub struct JacobianNormInput<B: Backend> {
+    norms: Tensor<B, 1>,
+}
+
+/// The mean Frobenius norm of the samples' input Jacobians, `mean_b ||J_b||_F`: what the
+/// penalty lowers.
+#[derive(Clone)]
+pub struct JacobianNormMetric<B: Backend> {
+    name: Arc<String>,
+    state: NumericMetricState,
+    _backend: PhantomData<B>,
+}
+
+impl<B: Backend> JacobianNormMetric<B> {
+    /// The metric, named `Jacobian norm`.
+    pub fn new() -> Self {
+        Self {
+            name: Arc::new("Jacobian norm".to_string()),
+            state: NumericMetricState::default(),
+            _backend: PhantomData,
+        }
+    }
+}
+
+impl<B: Backend> Default for JacobianNormMetric<B> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<B: Backend> Metric for JacobianNormMetric<B> {
+    type Input = JacobianNormInput<B>;
+
+    fn update(
+        &mut self,
+        input: &JacobianNormInput<B>,
+        _metadata: &MetricMetadata,
+    ) -> SerializedEntry {
+        let [batch] = input.norms.dims();
+        let mean = input.norms.clone().mean().into_scalar().to_f64();
+        self.state
+            .update(mean, batch, FormatOptions::new(self.name()).precision(4))
+    }
+
+    fn clear(&mut self) {
+        self.state.reset()
+    }
+
+    fn name(&self) -> MetricName {
+        self.name.clone()
+    }
+
+    fn attributes(&self) -> MetricAttributes {
+        NumericAttributes {
+            unit: None,
+            higher_is_better: false,
+        }
+        .into()
+    }
+}
+
+impl<B: Backend> Numeric for JacobianNormMetric<B> {
+    fn value(&self) -> NumericEntry {
+        self.state.current_value()
+    }
+
+    fn running_value(&self) -> NumericEntry {
+        self.state.running_value()
+    }
+}
+
 /// Trains a LeNet-5 (10 classes, weights drawn from `config.seed`) on the training digits of
 /// `data_dir` ([`Mnist::load`], [`Split::Train`]) with Adam, each digit moved by a random
-/// translation of up to `config.max_shift` pixels every time it is seen, validating on the
-/// held-out test digits ([`Split::Test`]) after each epoch. Returns the trained model, without
-/// autodiff, its parameter ids numbered 0, 1, 2... so that its record is reproducible.
+/// translation of up to `config.max_shift` pixels every time it is seen, the loss the
+/// cross-entropy plus `config`'s Jacobian [`Penalty`] ([`Regularized`]); validating after each
+/// epoch on the held-out test digits ([`Split::Test`]) or, with `config.validation_digits`, on
+/// that many training digits held back. Returns the trained model, without autodiff, its
+/// parameter ids numbered 0, 1, 2... so that its record is reproducible.
 ///
-/// Prints each epoch's mean loss and accuracy on both sets ([`EpochRenderer`]). Writes into
-/// `artifact_dir` the configuration (`config.json`) and burn-train's per-epoch metric logs
-/// (`train/`, `valid/`). It installs no global logger: burn-train's `log` messages go to the
-/// logger the program installs, if any.
+/// Prints each epoch's mean loss (the cross-entropy), accuracy and `||J||_F` on both sets
+/// ([`EpochRenderer`]). Writes into `artifact_dir` the configuration (`config.json`) and
+/// burn-train's per-epoch metric logs (`train/`, `valid/`). It installs no global logger:
+/// burn-train's `log` messages go to the logger the program installs, if any.
 ///
 /// With `num_workers <= 1` and a deterministic backend, two runs with the same configuration
 /// give the same weights.
-pub fn train<B: AutodiffBackend>(
+pub fn train<B>(
     config: &TrainingConfig,
     data_dir: impl AsRef<Path>,
     artifact_dir: impl AsRef<Path>,
     device: &B::Device,
-) -> Result<LeNet5<B::InnerBackend>, TrainError> {
+) -> Result<LeNet5<B::InnerBackend>, TrainError>
+where
+    B: AutodiffBackend,
+    B::InnerBackend: LeNet5Backend,
+{
     config.check()?;
     let (data_dir, artifact_dir) = (data_dir.as_ref(), artifact_dir.as_ref());
-    let train_set = Mnist::load(data_dir, Split::Train)?;
-    let test_set = Mnist::load(data_dir, Split::Test)?;
+    let (train_set, valid_set) = datasets(config, data_dir)?;
 
     let artifacts_error = |path: &Path| {
         let path = path.to_path_buf();
@@ -308,9 +573,12 @@ pub fn train<B: AutodiffBackend>(
         .map_err(artifacts_error(&config_path))?;
 
     B::seed(device, config.seed);
-    let model = LeNet5Config::new()
-        .with_num_classes(MNIST_CLASSES)
-        .init::<B>(device);
+    let model = Regularized {
+        model: LeNet5Config::new()
+            .with_num_classes(MNIST_CLASSES)
+            .init::<B>(device),
+        penalty: config.penalty(),
+    };
 
     let train_batcher = match config.max_shift {
         0 => MnistBatcher::new(),
@@ -326,19 +594,50 @@ pub fn train<B: AutodiffBackend>(
         .batch_size(config.batch_size)
         .num_workers(config.num_workers)
         .set_device(device.clone())
-        .build(test_set);
+        .build(valid_set);
 
     let training = SupervisedTraining::new(artifact_dir, train_loader, valid_loader)
-        .metrics((LossMetric::new(), AccuracyMetric::new()))
+        .metrics((
+            LossMetric::new(),
+            AccuracyMetric::new(),
+            JacobianNormMetric::new(),
+        ))
         .num_epochs(config.num_epochs)
         .renderer(EpochRenderer::new())
         // burn-train's default installs a global tracing subscriber and a panic hook: the
         // program's business, not a library function's.
         .with_application_logger(None);
     let learner = Learner::new(model, AdamConfig::new().init(), config.learning_rate);
-    let model = training.launch(learner).model;
+    let model = training.launch(learner).model.model;
     Ok(model.map(&mut NumberParams { next: 0 }))
 }
+
+/// The digits trained on and those validated on: all training digits and the test digits, or,
+/// with `config.validation_digits`, a seeded random choice of the training digits held back.
+fn datasets(config: &TrainingConfig, data_dir: &Path) -> Result<(DigitSet, DigitSet), TrainError> {
+    let train_set = Mnist::load(data_dir, Split::Train)?;
+    let held_back = config.validation_digits;
+    if held_back == 0 {
+        return Ok((
+            Arc::new(train_set),
+            Arc::new(Mnist::load(data_dir, Split::Test)?),
+        ));
+    }
+    let len = train_set.len();
+    if held_back >= len {
+        return Err(TrainError::Config(format!(
+            "validation_digits is {held_back}, and there are {len} training digits"
+        )));
+    }
+    let shuffled = Arc::new(ShuffledDataset::new(train_set, config.seed));
+    Ok((
+        Arc::new(PartialDataset::new(shuffled.clone(), held_back, len)),
+        Arc::new(PartialDataset::new(shuffled, 0, held_back)),
+    ))
+}
+
+/// Digits as the data loaders take them.
+type DigitSet = Arc<dyn Dataset<MnistItem>>;
 
 /// Gives a model's parameters the ids 0, 1, 2... in module order. Burn draws them at random,
 /// and records hold them: renumbered, the same weights make the same bytes, run after run.
