@@ -10,8 +10,10 @@ use jacobian::{JacobianConfig, Layout, Strategy};
 use crate::backend::BackendKind;
 use crate::bench::Bench;
 use crate::error::{Error, Result};
+use crate::hessian::HessianRequest;
 use crate::input::Source;
 use crate::model::Stated;
+use crate::robustness::{Robustness, ADVERSARIAL_EPS};
 use crate::run::{Method, Normalize, Request, Saliency};
 use crate::saliency::Target;
 
@@ -22,6 +24,10 @@ pub enum Command {
     Compute(Box<Request>),
     /// Time the computation.
     Bench(Bench),
+    /// Measure robustness.
+    Robustness(Box<Robustness>),
+    /// Compute input Hessians.
+    Hessian(Box<HessianRequest>),
     /// Nothing more: clap printed the help or the version.
     Done,
 }
@@ -39,6 +45,10 @@ pub fn parse<I: IntoIterator<Item = OsString>>(args: I) -> Result<Command> {
     };
     match cli.command {
         Some(Subcommands::Bench(args)) => args.bench().map(Command::Bench),
+        Some(Subcommands::Robustness(args)) => {
+            args.robustness().map(|r| Command::Robustness(Box::new(r)))
+        }
+        Some(Subcommands::Hessian(args)) => Ok(Command::Hessian(Box::new(args.request()))),
         None => cli.compute.request().map(|r| Command::Compute(Box::new(r))),
     }
 }
@@ -79,6 +89,13 @@ struct Cli {
 enum Subcommands {
     /// Time the Jacobian computation alone (after a warm-up; no process start, no file I/O).
     Bench(BenchArgs),
+    /// Measure robustness on labelled digits: clean accuracy, Jacobian norms, accuracy under
+    /// Gaussian noise and white-box FGSM and PGD attacks (their gradients from the Jacobians);
+    /// several models side by side.
+    Robustness(RobustnessArgs),
+    /// The input Hessian of one logit, per sample, by differentiating the Jacobian once more
+    /// (what torch.autograd.functional.hessian gives).
+    Hessian(HessianArgs),
 }
 
 /// Options shared by computing and benchmarking.
@@ -141,6 +158,181 @@ impl ArchitectureArgs {
     }
 }
 
+/// Where the input batch comes from (without any: random).
+#[derive(Debug, Args, Clone)]
+struct InputArgs {
+    /// Input batch: a float32 .npy array of shape [N, C, H, W], the model's input (float64 is
+    /// converted), or an MNIST IDX images file such as t10k-images-idx3-ubyte.gz (plain or
+    /// gzip; 28 x 28 digits are centred in the model's input, padded to 32 x 32), told apart
+    /// by their first bytes.
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// The labels of --input: for an IDX images file, an IDX labels file (by default the one
+    /// beside it, t10k-labels-idx1-ubyte[.gz] beside t10k-images-idx3-ubyte[.gz], if any); for
+    /// a .npy input, a .npy array of N integer class indices.
+    #[arg(long, value_name = "FILE", requires = "input")]
+    labels: Option<PathBuf>,
+    /// Input batch: the PNG and JPEG files (*.png, *.jpg, *.jpeg) of a directory, in file-name
+    /// order, other files ignored. Each is converted to grayscale (RGB for a 3-channel model)
+    /// with values in [0, 1]; a 28 x 28 image (an MNIST digit) is padded with 2 zero pixels on
+    /// every side to 32 x 32, as LeNet-5 expects; other sizes are resized to the model's input
+    /// (triangle filter, aspect ratio not kept). A file named like 7_0003.png (a number, then
+    /// an underscore) is labelled 7.
+    #[arg(long, value_name = "DIR", conflicts_with = "input")]
+    images: Option<PathBuf>,
+}
+
+impl InputArgs {
+    /// The source: the file, the directory, or `batch` random images from `seed`.
+    fn source(self, batch: u64, seed: u64) -> Source {
+        match (self.input, self.images) {
+            (Some(path), _) => Source::File {
+                path,
+                labels: self.labels,
+            },
+            (None, Some(dir)) => Source::Images(dir),
+            (None, None) => Source::Random {
+                batch: batch as usize,
+                seed,
+            },
+        }
+    }
+}
+
+/// `--normalize`.
+#[derive(Debug, Args, Clone)]
+struct NormalizeArgs {
+    /// Standardise the input as the model was trained: it sees (x - MEAN) / STD per channel,
+    /// as torchvision's Normalize(mean, std), and the Jacobian is with respect to the pixels
+    /// x. Two values (a mean and a std for every channel), or the C means then the C stds,
+    /// comma-separated: --normalize 0.1307,0.3081 for MNIST.
+    #[arg(long, value_name = "MEAN,STD", value_delimiter = ',', num_args = 1.., allow_negative_numbers = true)]
+    normalize: Option<Vec<f32>>,
+}
+
+impl NormalizeArgs {
+    fn normalize(&self) -> Result<Option<Normalize>> {
+        self.normalize.as_deref().map(Normalize::parse).transpose()
+    }
+}
+
+/// Measuring robustness.
+#[derive(Debug, Args)]
+struct RobustnessArgs {
+    /// Backend to run on.
+    #[arg(long, value_enum, default_value_t = BackendArg::Ndarray)]
+    backend: BackendArg,
+    /// A model's weights (any format --weights takes); repeat it to put models side by side.
+    #[arg(long, value_name = "FILE", required = true)]
+    weights: Vec<PathBuf>,
+    /// The architecture, where the weights do not say it (the same for every model).
+    #[command(flatten)]
+    architecture: ArchitectureArgs,
+    /// The labelled digits: --input with its labels (IDX, or .npy with --labels), or --images
+    /// named by label.
+    #[command(flatten)]
+    input: InputArgs,
+    /// The input standardisation the models were trained with (perturbations stay of the
+    /// pixels in [0, 1]).
+    #[command(flatten)]
+    normalize: NormalizeArgs,
+    /// Seed of the Gaussian noise.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// Samples per chunk of Jacobians (bounds memory).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    chunk_size: u64,
+    /// Print the measurements as one JSON object instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Draw accuracy against the perturbation's size (one curve per attack and model) as a PNG.
+    #[arg(long, value_name = "FILE.png")]
+    plot: Option<PathBuf>,
+    /// Write the FGSM images (float32 .npy, the input's shape) at --adversarial-eps.
+    #[arg(long, value_name = "FILE.npy")]
+    adversarial: Option<PathBuf>,
+    /// The L-inf budget of the images --adversarial writes.
+    #[arg(long, value_name = "EPS", default_value_t = ADVERSARIAL_EPS, requires = "adversarial")]
+    adversarial_eps: f32,
+}
+
+impl RobustnessArgs {
+    fn robustness(self) -> Result<Robustness> {
+        if self.input.input.is_none() && self.input.images.is_none() {
+            return Err(Error::Usage(
+                "robustness needs labelled digits: --input FILE (IDX with its labels, or .npy \
+                 with --labels) or --images DIR (files named <label>_<name>.png)"
+                    .into(),
+            ));
+        }
+        if !(self.adversarial_eps.is_finite() && self.adversarial_eps >= 0.0) {
+            return Err(Error::Usage(format!(
+                "--adversarial-eps {}: expected a number >= 0",
+                self.adversarial_eps
+            )));
+        }
+        Ok(Robustness {
+            backend: self.backend.into(),
+            weights: self.weights,
+            stated: self.architecture.stated(),
+            normalize: self.normalize.normalize()?,
+            input: self.input.source(1, self.seed),
+            seed: self.seed,
+            chunk_size: self.chunk_size as usize,
+            json: self.json,
+            plot: self.plot,
+            adversarial: self.adversarial.map(|path| (path, self.adversarial_eps)),
+        })
+    }
+}
+
+/// Computing input Hessians.
+#[derive(Debug, Args)]
+struct HessianArgs {
+    /// Backend to run on.
+    #[arg(long, value_enum, default_value_t = BackendArg::Ndarray)]
+    backend: BackendArg,
+    /// Weights (any format the main command takes). Default: seeded, untrained.
+    #[arg(long, value_name = "FILE")]
+    weights: Option<PathBuf>,
+    /// The architecture, where the weights do not say it.
+    #[command(flatten)]
+    architecture: ArchitectureArgs,
+    /// The input batch.
+    #[command(flatten)]
+    input: InputArgs,
+    /// Samples of the random input when no --input is given.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    batch: u64,
+    /// Seed of the random input and of the weights when no --input / --weights are given.
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    seed: u64,
+    /// The logit whose Hessian is computed.
+    #[arg(long, value_name = "K")]
+    class: usize,
+    /// Write the Hessians, float32 [N, C, H, W, C, H, W], as .npy.
+    #[arg(long, value_name = "FILE.npy")]
+    output: Option<PathBuf>,
+    /// Rows of a Hessian given by one backward pass (bounds memory).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..))]
+    chunk_size: u64,
+}
+
+impl HessianArgs {
+    fn request(self) -> HessianRequest {
+        HessianRequest {
+            backend: self.backend.into(),
+            weights: self.weights,
+            seed: self.seed,
+            stated: self.architecture.stated(),
+            input: self.input.source(self.batch, self.seed),
+            class: self.class,
+            output: self.output,
+            chunk_size: self.chunk_size as usize,
+        }
+    }
+}
+
 /// Computing a Jacobian.
 #[derive(Debug, Args)]
 struct ComputeArgs {
@@ -156,42 +348,24 @@ struct ComputeArgs {
     /// Seed of the random input and of the weights when no --input / --weights are given.
     #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
-    /// Input batch: a float32 .npy array of shape [N, C, H, W], the model's input (float64 is
-    /// converted), or an MNIST IDX images file such as t10k-images-idx3-ubyte.gz (plain or
-    /// gzip; 28 x 28 digits are centred in the model's input, padded to 32 x 32), told apart
-    /// by their first bytes.
-    #[arg(long, value_name = "FILE")]
-    input: Option<PathBuf>,
-    /// The labels of --input: for an IDX images file, an IDX labels file (by default the one
-    /// beside it, t10k-labels-idx1-ubyte[.gz] beside t10k-images-idx3-ubyte[.gz], if any); for
-    /// a .npy input, a .npy array of N integer class indices.
-    #[arg(long, value_name = "FILE", requires = "input")]
-    labels: Option<PathBuf>,
+    /// The input batch.
+    #[command(flatten)]
+    input: InputArgs,
     /// The logits PyTorch gave for the same input, float32 [N, classes] .npy: the model's own
     /// forward pass is checked against them before anything is computed (exit 4 on a
     /// mismatch, naming the variant that would match, if any).
     #[arg(long, value_name = "FILE.npy")]
     reference_logits: Option<PathBuf>,
-    /// Standardise the input as the model was trained: it sees (x - MEAN) / STD per channel,
-    /// as torchvision's Normalize(mean, std), and the Jacobian is with respect to the pixels
-    /// x. Two values (a mean and a std for every channel), or the C means then the C stds,
-    /// comma-separated: --normalize 0.1307,0.3081 for MNIST.
-    #[arg(long, value_name = "MEAN,STD", value_delimiter = ',', num_args = 1.., allow_negative_numbers = true)]
-    normalize: Option<Vec<f32>>,
-    /// Input batch: the PNG and JPEG files (*.png, *.jpg, *.jpeg) of a directory, in file-name
-    /// order, other files ignored. Each is converted to grayscale with values in [0, 1]; a
-    /// 28 x 28 image (an MNIST digit) is padded with 2 zero pixels on every side to 32 x 32,
-    /// as LeNet-5 expects; other sizes are resized to 32 x 32 (triangle filter, aspect ratio
-    /// not kept). A file named like 7_0003.png (a number, then an underscore) is labelled 7.
-    #[arg(long, value_name = "DIR", conflicts_with = "input")]
-    images: Option<PathBuf>,
+    /// The input standardisation the model was trained with.
+    #[command(flatten)]
+    normalize: NormalizeArgs,
     /// Proceed even when the input or the weights hold NaN or Inf values (the report then says
     /// how many entries of the Jacobian are not finite, and where).
     #[arg(long)]
     allow_non_finite: bool,
     /// Weights: a PyTorch state_dict or training checkpoint (.pt/.pth; the layers are found by
     /// their shapes, whatever their names), a .safetensors file, an ONNX export (.onnx, its
-    /// graph saying the architecture), or a burnpack record (.bpk).
+    /// graph saying the architecture), or a burnpack record (.bpk). Default: seeded, untrained.
     #[arg(long, value_name = "FILE")]
     weights: Option<PathBuf>,
     /// Save the model's weights: a burnpack record (.bpk, Burn's, with the architecture), or
@@ -221,6 +395,11 @@ struct ComputeArgs {
     /// Draw J itself (blue negative, red positive) rather than |J|.
     #[arg(long, requires = "saliency")]
     signed: bool,
+    /// Draw the full layout (--layout full, at most 32 samples) as the (B x O) by
+    /// (B x C x H x W) matrix it is, |J| on a log scale: the two batch axes, and the zero
+    /// blocks off the diagonal, at a glance.
+    #[arg(long, value_name = "FILE.png")]
+    matrix: Option<PathBuf>,
 }
 
 impl ComputeArgs {
@@ -237,22 +416,8 @@ impl ComputeArgs {
                 )));
             }
         }
-        let normalize = self
-            .normalize
-            .as_deref()
-            .map(Normalize::parse)
-            .transpose()?;
-        let input = match (self.input, self.images) {
-            (Some(path), _) => Source::File {
-                path,
-                labels: self.labels,
-            },
-            (None, Some(dir)) => Source::Images(dir),
-            (None, None) => Source::Random {
-                batch: self.batch as usize,
-                seed: self.seed,
-            },
-        };
+        let normalize = self.normalize.normalize()?;
+        let input = self.input.source(self.batch, self.seed);
         Ok(Request {
             backend: self.engine.backend.into(),
             stated: self.architecture.stated(),
@@ -275,6 +440,7 @@ impl ComputeArgs {
                 target: self.target.into(),
                 signed: self.signed,
             }),
+            matrix: self.matrix,
         })
     }
 }

@@ -240,6 +240,9 @@ pub enum OutputProblem {
     /// The PNG could not be encoded.
     #[error("cannot encode the PNG")]
     Png(#[source] image::ImageError),
+    /// The chart could not be drawn.
+    #[error("cannot draw the chart: {0}")]
+    Chart(String),
 }
 
 /// Result of the application's functions.

@@ -1,23 +1,30 @@
 //! The `lenet-jacobian` application: computes, explains and writes input Jacobians of LeNet-5
 //! on a Burn backend chosen at run time. `main.rs` only calls [`main`].
 //!
-//! - [`cli`]: the command line, turned into a [`run::Request`] or a [`bench::Bench`];
+//! - [`cli`]: the command line, turned into a [`run::Request`], a [`bench::Bench`], a
+//!   [`robustness::Robustness`] or a [`hessian::HessianRequest`];
 //! - [`input`]: the batch, from a `.npy` file, images or random, and its checks;
 //! - [`run`]: the main job, on the backend of [`backend`] with the model of [`model`];
+//! - [`robustness`]: accuracy under noise and attacks; [`hessian`]: input Hessians;
 //! - [`output`]: every file written, atomically; [`report`]: what is printed;
-//!   [`saliency`]: the maps;
+//!   [`saliency`]: the maps; [`plot`]: charts; [`font`]: text in pictures;
 //! - [`error`]: typed errors and their exit codes; [`panic`]: the panic guard.
 
 pub mod backend;
 pub mod bench;
 pub mod cli;
 pub mod error;
+pub mod font;
+pub mod hessian;
 pub mod input;
+pub mod matrix;
 pub mod model;
 pub mod output;
 pub mod panic;
+pub mod plot;
 pub mod progress;
 pub mod report;
+pub mod robustness;
 pub mod run;
 pub mod saliency;
 
@@ -44,6 +51,8 @@ pub fn main<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
                 run::run(&request)
             }
             Command::Bench(bench) => bench::run(&bench),
+            Command::Robustness(request) => robustness::run(&request),
+            Command::Hessian(request) => hessian::run(&request),
             Command::Done => Ok(()),
         }
     })

@@ -291,6 +291,7 @@ mod tests {
             elapsed: Duration::ZERO,
             norms,
             first: None,
+            full: None,
             logits,
         }
     }

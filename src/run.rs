@@ -20,7 +20,7 @@ use crate::model::{Model, Stated};
 use crate::output::npy::NpyFile;
 use crate::output::{self, AtomicFile};
 use crate::progress::Progress;
-use crate::{report, saliency};
+use crate::{matrix, report, saliency};
 
 /// Logits that agree with `--reference-logits` within this fraction of the largest of them:
 /// the agreement of a float32 forward pass with PyTorch's, with a wide margin, and far below
@@ -96,7 +96,7 @@ impl Normalize {
     }
 
     /// Refuses per-channel values for another number of channels than the model's.
-    fn check(&self, channels: usize) -> Result<()> {
+    pub fn check(&self, channels: usize) -> Result<()> {
         if self.mean.len() == 1 || self.mean.len() == channels {
             return Ok(());
         }
@@ -145,6 +145,8 @@ pub struct Request {
     pub logits: Option<PathBuf>,
     /// Where to draw the saliency maps (`--saliency`), of which classes, signed or not.
     pub saliency: Option<Saliency>,
+    /// Where to draw the full layout as a matrix (`--matrix`).
+    pub matrix: Option<PathBuf>,
 }
 
 /// `--saliency FILE.png`, `--target`, `--signed`.
@@ -201,6 +203,8 @@ pub struct Outcome {
     /// The per-sample Jacobian of the first samples, for the saliency maps (`None` when none
     /// is drawn).
     pub first: Option<Jacobian>,
+    /// The whole full layout on the host, for `--matrix` (`None` otherwise).
+    pub full: Option<Jacobian>,
     /// The logits, `[batch, classes]` row-major.
     pub logits: Vec<f32>,
 }
@@ -356,6 +360,8 @@ struct Collector {
     norms: Option<Vec<SampleNorms>>,
     keep_first: usize,
     first: Option<Jacobian>,
+    /// The full layout's chunks gathered, for `--matrix`.
+    full: Option<Jacobian>,
     progress: Progress,
 }
 
@@ -375,6 +381,10 @@ impl Collector {
         self.magnitudes.merge(&chunk.magnitudes());
         if let Some(output) = self.output.as_mut() {
             output.write(&chunk.values)?;
+        }
+        if let Some(full) = self.full.as_mut() {
+            full.values.extend_from_slice(&chunk.values);
+            full.shape[0] += chunk.samples();
         }
         let outputs = chunk.num_outputs();
         if let Some(norms) = self.norms.as_mut() {
@@ -427,6 +437,12 @@ impl Job<'_> {
             norms: request.norms.then(Vec::new),
             keep_first: self.keep_first.min(batch),
             first: None,
+            full: request.matrix.as_ref().map(|_| Jacobian {
+                layout: Layout::Full,
+                start: 0,
+                shape: Layout::Full.shape(0, outputs, &dims),
+                values: Vec::new(),
+            }),
             progress: Progress::new(batch as u64, "samples"),
         };
         let start = Instant::now();
@@ -479,6 +495,7 @@ impl Job<'_> {
             elapsed,
             norms: collector.norms,
             first: collector.first,
+            full: collector.full,
             logits: collector.logits,
         })
     }
@@ -539,6 +556,20 @@ pub fn run(request: &Request) -> Result<()> {
     if let Some(s) = &request.saliency {
         check_labels_for(s.target, &batch)?;
     }
+    let matrix_file = match &request.matrix {
+        Some(path) => {
+            if request.layout != Layout::Full || batch.len > matrix::MAX_SAMPLES {
+                return Err(Error::Usage(format!(
+                    "--matrix draws the full layout of at most {} samples: add --layout full, \
+                     with --batch (or an input) of {} samples or fewer",
+                    matrix::MAX_SAMPLES,
+                    matrix::MAX_SAMPLES
+                )));
+            }
+            Some(AtomicFile::create(path)?)
+        }
+        None => None,
+    };
     let reference = request
         .reference_logits
         .as_deref()
@@ -611,6 +642,11 @@ pub fn run(request: &Request) -> Result<()> {
             "saliency maps of {rows} sample(s) written to {}{channels}",
             path.display()
         );
+    }
+    if let (Some(file), Some(full)) = (matrix_file, &outcome.full) {
+        let path = file.target().to_path_buf();
+        output::write_png(file, &matrix::render(full))?;
+        println!("the full layout drawn as a matrix in {}", path.display());
     }
     if let Some((file, bytes)) = save_weights {
         let path = file.target().to_path_buf();

@@ -13,21 +13,19 @@
 use image::{Rgb, RgbImage};
 use jacobian::Jacobian;
 
+use crate::font;
+
 /// At most this many samples (rows) are drawn.
 pub const MAX_ROWS: usize = 16;
 /// Each input pixel becomes a `SCALE x SCALE` block.
 pub const SCALE: u32 = 3;
-/// Each pixel of the font becomes a `FONT_SCALE x FONT_SCALE` block.
-const FONT_SCALE: u32 = 3;
+/// Size of the text, in pixels.
+const TEXT_SIZE: f32 = 14.0;
 /// Space around the grid and between tiles.
 const MARGIN: u32 = 8;
 const GAP: u32 = 6;
 /// Width of the frames marking the predicted class and the label.
 const FRAME: u32 = 3;
-/// Height of the band holding the labels above each row's tiles.
-const LABEL_BAND: u32 = GLYPH_HEIGHT * FONT_SCALE + 6;
-const GLYPH_WIDTH: u32 = 3;
-const GLYPH_HEIGHT: u32 = 5;
 
 const BACKGROUND: Rgb<u8> = Rgb([255, 255, 255]);
 const INK: Rgb<u8> = Rgb([0, 0, 0]);
@@ -64,56 +62,22 @@ pub fn rows(batch: usize) -> usize {
     batch.min(MAX_ROWS)
 }
 
-/// A 3 x 5 bitmap font. Each row's bits, left to right, are the bits 2, 1, 0.
-fn glyph(c: char) -> Option<[u8; 5]> {
-    Some(match c {
-        '0' => [0b111, 0b101, 0b101, 0b101, 0b111],
-        '1' => [0b010, 0b110, 0b010, 0b010, 0b111],
-        '2' => [0b111, 0b001, 0b111, 0b100, 0b111],
-        '3' => [0b111, 0b001, 0b111, 0b001, 0b111],
-        '4' => [0b101, 0b101, 0b111, 0b001, 0b001],
-        '5' => [0b111, 0b100, 0b111, 0b001, 0b111],
-        '6' => [0b111, 0b100, 0b111, 0b101, 0b111],
-        '7' => [0b111, 0b001, 0b001, 0b001, 0b001],
-        '8' => [0b111, 0b101, 0b111, 0b101, 0b111],
-        '9' => [0b111, 0b101, 0b111, 0b001, 0b111],
-        'x' => [0b000, 0b101, 0b010, 0b101, 0b000],
-        'L' => [0b100, 0b100, 0b100, 0b100, 0b111],
-        'P' => [0b110, 0b101, 0b110, 0b100, 0b100],
-        '%' => [0b101, 0b001, 0b010, 0b100, 0b101],
-        ' ' => [0; 5],
-        _ => return None,
-    })
+fn text_width(text: &str) -> u32 {
+    font::text_size(text, TEXT_SIZE).0
 }
 
-fn text_width(text: &str) -> u32 {
-    let n = text.chars().count() as u32;
-    if n == 0 {
-        0
-    } else {
-        (n * (GLYPH_WIDTH + 1) - 1) * FONT_SCALE
-    }
+/// Height of a line of text.
+fn text_height() -> u32 {
+    font::text_size("0", TEXT_SIZE).1
+}
+
+/// Height of the band holding the labels above each row's tiles.
+fn label_band() -> u32 {
+    text_height() + 4
 }
 
 fn draw_text(image: &mut RgbImage, text: &str, left: u32, top: u32, colour: Rgb<u8>) {
-    for (i, c) in text.chars().enumerate() {
-        let Some(glyph) = glyph(c) else { continue };
-        let x0 = left + i as u32 * (GLYPH_WIDTH + 1) * FONT_SCALE;
-        for (row, bits) in glyph.iter().enumerate() {
-            for col in 0..GLYPH_WIDTH {
-                if bits >> (GLYPH_WIDTH - 1 - col) & 1 == 1 {
-                    fill(
-                        image,
-                        x0 + col * FONT_SCALE,
-                        top + row as u32 * FONT_SCALE,
-                        FONT_SCALE,
-                        FONT_SCALE,
-                        colour,
-                    );
-                }
-            }
-        }
-    }
+    font::draw_text(image, text, left, top, TEXT_SIZE, colour);
 }
 
 /// A `width x height` rectangle, clipped to the image.
@@ -138,7 +102,7 @@ fn frame(image: &mut RgbImage, left: u32, top: u32, width: u32, height: u32, col
 
 /// Height of a row: the label band, then the tiles (at least as tall as the sample index).
 fn row_height(tile_h: u32) -> u32 {
-    LABEL_BAND + tile_h.max(GLYPH_HEIGHT * FONT_SCALE)
+    label_band() + tile_h.max(text_height())
 }
 
 /// Width of the column of sample indices for `samples` rows.
@@ -225,8 +189,8 @@ pub fn render(samples: &[Sample], jacobian: &Jacobian, target: Target, signed: b
 
     for (b, sample) in samples.iter().enumerate() {
         let top = MARGIN + b as u32 * (row_height(tile_h) + GAP);
-        let tiles_top = top + LABEL_BAND;
-        let text_top = tiles_top + tile_h.saturating_sub(GLYPH_HEIGHT * FONT_SCALE) / 2;
+        let tiles_top = top + label_band();
+        let text_top = tiles_top + tile_h.saturating_sub(text_height()) / 2;
         let index = b.to_string();
         draw_text(
             &mut image,
@@ -329,7 +293,7 @@ fn colour(t: f32, signed: bool) -> Rgb<u8> {
 /// `text` centred above a tile at `left`, in the label band starting at `top`.
 fn draw_label(image: &mut RgbImage, text: &str, left: u32, tile_w: u32, top: u32) {
     let x = left + tile_w.saturating_sub(text_width(text)) / 2;
-    draw_text(image, text, x, top + 2, INK);
+    draw_text(image, text, x, top + 1, INK);
 }
 
 fn draw_tile(
@@ -396,7 +360,7 @@ mod tests {
     /// sample `b`, in a grid of 2 x 3 pixel tiles.
     fn pixel(image: &RgbImage, b: u32, column: u32, row: u32, col: u32) -> Rgb<u8> {
         let first_tile = MARGIN + text_width("1") + GAP;
-        let top = MARGIN + b * (row_height(2 * SCALE) + GAP) + LABEL_BAND;
+        let top = MARGIN + b * (row_height(2 * SCALE) + GAP) + label_band();
         let left = first_tile + column * (3 * SCALE + GAP);
         *image.get_pixel(left + col * SCALE + 1, top + row * SCALE + 1)
     }
@@ -424,7 +388,7 @@ mod tests {
         // its label 0 blue): the frame sits just left of the tile.
         let first_tile = MARGIN + text_width("1") + GAP;
         let frame_at = |b: u32, column: u32| {
-            let top = MARGIN + b * (row_height(2 * SCALE) + GAP) + LABEL_BAND;
+            let top = MARGIN + b * (row_height(2 * SCALE) + GAP) + label_band();
             let left = first_tile + column * (3 * SCALE + GAP);
             *image.get_pixel(left - 1, top + 1)
         };
@@ -459,7 +423,15 @@ mod tests {
             ..samples[1].clone()
         };
         assert_eq!(verdict(&unlabelled), "P1 60%");
-        assert!("L0123456789 P% x".chars().all(|c| glyph(c).is_some()));
+        // Drawn as text: ink where the verdict is, nothing beyond its width.
+        let mut image = RgbImage::from_pixel(120, 30, BACKGROUND);
+        draw_text(&mut image, "L1 P1 90%", 2, 2, INK);
+        let inked = |x0: u32, x1: u32| {
+            (x0..x1).any(|x| (0..30).any(|y| *image.get_pixel(x, y) != BACKGROUND))
+        };
+        let width = text_width("L1 P1 90%");
+        assert!(inked(2, 2 + width));
+        assert!(!inked(2 + width + 1, 120));
     }
 
     #[test]

@@ -420,3 +420,273 @@ fn target_label_needs_labels() {
     assert!(out.stderr.contains("sample 0 has none"), "{}", out.stderr);
     assert!(!path.exists());
 }
+
+// ---------------------------------------------------------------------------------------------
+// robustness, hessian, --matrix
+
+/// The robustness of the shipped model on ten labelled digits: its JSON, its table and chart,
+/// and the FGSM images it writes checked from outside: within eps of the digits and in
+/// [0, 1], higher in loss, and classified as often as it reports.
+#[test]
+fn robustness_reports_what_its_adversarial_images_do() {
+    let dir = common::temp_dir();
+    let (adversarial, chart) = (dir.path().join("adv.npy"), dir.path().join("chart.png"));
+    let ran = run(&[
+        "robustness",
+        "--backend",
+        "flex",
+        "--weights",
+        "models/lenet5-mnist.bpk",
+        "--images",
+        "data/digits",
+        "--json",
+        "--adversarial",
+        adversarial.to_str().unwrap(),
+        "--plot",
+        chart.to_str().unwrap(),
+    ]);
+    assert!(ran.status.success(), "{}", ran.stderr);
+    let report: serde_json::Value = serde_json::from_str(ran.stdout.trim()).unwrap();
+    assert_eq!(report["samples"], 10);
+    let model = &report["models"][0];
+    assert_eq!(model["clean"]["correct"], 10, "{model}");
+    let fgsm = model["fgsm"].as_array().unwrap();
+    let at_01 = fgsm
+        .iter()
+        .find(|p| p["eps"].as_f64().unwrap() == 0.1f32 as f64)
+        .unwrap();
+    let reported = at_01["correct"].as_u64().unwrap() as usize;
+    // PGD searches further than one step: never better than FGSM at the same budget here.
+    let pgd_01 = &model["pgd"][0];
+    assert!(
+        pgd_01["correct"].as_u64().unwrap() as usize <= reported,
+        "{model}"
+    );
+    assert!(model["mean_frobenius"].as_f64().unwrap() > 0.0);
+
+    // The images: the digits as the main command reads them, moved by at most 0.1.
+    let clean_npy = dir.path().join("clean.npy");
+    let clean_logits = dir.path().join("clean_logits.npy");
+    run_ok(&[
+        "--backend",
+        "flex",
+        "--weights",
+        "models/lenet5-mnist.bpk",
+        "--images",
+        "data/digits",
+        "--layout",
+        "per-sample",
+        "--output",
+        clean_npy.to_str().unwrap(),
+        "--logits",
+        clean_logits.to_str().unwrap(),
+    ]);
+    let (_, adv) = read_npy(&adversarial);
+    let digits =
+        lenet_jacobian::input::images::load_dir(Path::new("data/digits"), [1, 32, 32]).unwrap();
+    assert_eq!(adv.len(), digits.values.len());
+    for (a, x) in adv.iter().zip(&digits.values) {
+        assert!((0.0..=1.0).contains(a), "{a} outside [0, 1]");
+        assert!((a - x).abs() <= 0.1 + 1e-6, "moved by {}", (a - x).abs());
+    }
+    let adv_logits = dir.path().join("adv_logits.npy");
+    let labels = dir.path().join("labels.npy");
+    let label_values: Vec<u8> = digits
+        .labels
+        .iter()
+        .flat_map(|l| (l.unwrap() as i64).to_le_bytes())
+        .collect();
+    std::fs::write(
+        &labels,
+        common::npy_bytes("<i8", &[10], false, &label_values),
+    )
+    .unwrap();
+    run_ok(&[
+        "--backend",
+        "flex",
+        "--weights",
+        "models/lenet5-mnist.bpk",
+        "--input",
+        adversarial.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "--layout",
+        "per-sample",
+        "--logits",
+        adv_logits.to_str().unwrap(),
+    ]);
+    let cross_entropy = |logits: &[f32]| -> (f64, usize) {
+        let mut loss = 0.0;
+        let mut right = 0;
+        for (row, label) in logits.chunks(OUTPUTS).zip(&digits.labels) {
+            let label = label.unwrap();
+            let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let sum: f64 = row.iter().map(|&v| f64::from(v - max).exp()).sum();
+            loss += sum.ln() - f64::from(row[label] - max);
+            let predicted = (0..OUTPUTS)
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .unwrap();
+            right += usize::from(predicted == label);
+        }
+        (loss, right)
+    };
+    let (clean_loss, clean_right) = cross_entropy(&read_npy(&clean_logits).1);
+    let (adv_loss, adv_right) = cross_entropy(&read_npy(&adv_logits).1);
+    assert_eq!(clean_right, 10);
+    assert_eq!(
+        adv_right, reported,
+        "the FGSM images' accuracy is the one reported"
+    );
+    assert!(
+        adv_loss > clean_loss + 1.0,
+        "FGSM raised the loss from {clean_loss} to {adv_loss} only"
+    );
+
+    let chart = image::open(&chart).unwrap();
+    assert_eq!((chart.width(), chart.height()), lenet_jacobian::plot::SIZE);
+
+    // The table names every measurement, for two models side by side.
+    let table = run_ok(&[
+        "robustness",
+        "--backend",
+        "flex",
+        "--weights",
+        "models/lenet5-mnist.bpk",
+        "--weights",
+        "models/lenet5-mnist.bpk",
+        "--images",
+        "data/digits",
+    ]);
+    for (row, percentages) in [
+        ("clean accuracy", 2),
+        ("mean ||J||_F", 0),
+        ("median spectral norm", 0),
+        ("gaussian noise sigma 0.5", 2),
+        ("FGSM eps 0.3", 2),
+        ("PGD eps 0.2", 2),
+    ] {
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(row))
+            .unwrap_or_else(|| panic!("{row}: {table}"));
+        // One cell per model.
+        assert_eq!(line[row.len()..].split_whitespace().count(), 2, "{line}");
+        assert_eq!(line.matches('%').count(), percentages, "{line}");
+    }
+}
+
+#[test]
+fn robustness_refuses_unlabelled_input_and_several_models_for_one_file() {
+    let dir = common::temp_dir();
+    let x = dir.path().join("x.npy");
+    std::fs::write(&x, common::npy_f32(&[3, 1, 32, 32], 1)).unwrap();
+    let ran = run(&[
+        "robustness",
+        "--backend",
+        "flex",
+        "--weights",
+        "models/lenet5-mnist.bpk",
+        "--input",
+        x.to_str().unwrap(),
+    ]);
+    common::assert_error(&ran, 3, &["sample 0 has no label"]);
+    let ran = run(&[
+        "robustness",
+        "--backend",
+        "flex",
+        "--weights",
+        "models/lenet5-mnist.bpk",
+    ]);
+    common::assert_error(&ran, 2, &["labelled digits"]);
+    let adv = dir.path().join("adv.npy");
+    let ran = run(&[
+        "robustness",
+        "--backend",
+        "flex",
+        "--weights",
+        "models/lenet5-mnist.bpk",
+        "--weights",
+        "models/lenet5-mnist.bpk",
+        "--images",
+        "data/digits",
+        "--adversarial",
+        adv.to_str().unwrap(),
+    ]);
+    common::assert_error(&ran, 2, &["--adversarial", "one --weights"]);
+    assert!(!adv.exists());
+}
+
+/// `lenet-jacobian hessian` against `torch.autograd.functional.hessian`
+/// (tests/fixtures/penalty/hessian_tanh, scripts/make_penalty_fixtures.py).
+#[test]
+fn hessian_matches_torch() {
+    let dir = common::temp_dir();
+    let case = common::fixture("penalty/hessian_tanh");
+    let out = dir.path().join("h.npy");
+    let report = run_ok(&[
+        "hessian",
+        "--backend",
+        "flex",
+        "--weights",
+        case.join("lenet5.pt").to_str().unwrap(),
+        "--input",
+        case.join("input.npy").to_str().unwrap(),
+        "--class",
+        "3",
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        report.contains("shape: (1, 1, 32, 32, 1, 32, 32)"),
+        "{report}"
+    );
+    let (shape, ours) = read_npy(&out);
+    let (torch_shape, torch) = read_npy(&case.join("hessian.npy"));
+    assert_eq!(shape, torch_shape);
+    let error = relative_error(&ours, &torch);
+    assert!(error <= 1e-4, "{error:e} x max |H|");
+    // ReLU: zero almost everywhere, and said so.
+    let relu = run_ok(&[
+        "hessian",
+        "--backend",
+        "flex",
+        "--activation",
+        "relu",
+        "--class",
+        "0",
+    ]);
+    assert!(relu.contains("zero almost everywhere"), "{relu}");
+    assert!(relu.contains("largest |H|: 0e0"), "{relu}");
+    let ran = run(&["hessian", "--backend", "flex", "--class", "10"]);
+    common::assert_error(&ran, 2, &["--class 10", "10 classes"]);
+}
+
+/// `--matrix`: the full layout drawn, its off-diagonal blocks white.
+#[test]
+fn the_full_layout_is_drawn_as_its_matrix() {
+    let dir = common::temp_dir();
+    let picture = dir.path().join("m.png");
+    run_ok(&[
+        "--backend",
+        "flex",
+        "--batch",
+        "3",
+        "--matrix",
+        picture.to_str().unwrap(),
+    ]);
+    let image = image::open(&picture).unwrap().to_rgb8();
+    assert!(
+        image.width() > 3 * 128 && image.height() > 30 * 4,
+        "{:?}",
+        image.dimensions()
+    );
+    let ran = run(&[
+        "--backend",
+        "flex",
+        "--layout",
+        "per-sample",
+        "--matrix",
+        picture.to_str().unwrap(),
+    ]);
+    common::assert_error(&ran, 2, &["--matrix", "--layout full"]);
+}

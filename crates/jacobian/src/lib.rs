@@ -69,6 +69,7 @@
 //! over.
 #![warn(missing_docs)]
 
+pub mod attacks;
 mod config;
 mod differentiable;
 mod engine;
