@@ -28,7 +28,9 @@ and keys are ignored, stderr passes through.
 Each way is run once as a warm-up, then timed --repeats times; the table gives
 the median, min and max in seconds and, for our rows, median / torch best median.
 The report names the variant, and every --json-out row has a "variant" field
-({"activation", "pooling", "padding"}).
+({"activation", "pooling", "padding"}) and a "gflop" field (the arithmetic of the row's
+Jacobian, jacobian_flop). It also measures the machine in the same run (PyTorch's float32
+2048 x 2048 product) and gives each row's achieved GFLOP/s and its share of that product's.
 
 Example:
     python scripts/bench_vs_torch.py --batches 12,128 --markdown-out bench.md
@@ -113,6 +115,39 @@ def int_list(s: str) -> list[int]:
 
 def str_list(s: str) -> list[str]:
     return [v.strip() for v in s.split(",") if v.strip()]
+
+
+# LeNet-5's sizes (as crates/lenet5/src/model/config.rs states them).
+KERNEL, C1, C2, S1, S2, P2, H1, H2 = 5, 6, 16, 28, 10, 5, 120, 84
+
+
+def jacobian_flop(variant: Variant, layout: str, batch: int) -> float:
+    """Floating-point operations of a Jacobian by one forward pass and rows carried back, counting
+    a multiply-add as two: per sample, the forward pass, then one row per logit (per-sample
+    layout) or per logit of every sample of the batch (full layout: every row goes through every
+    sample, as the host kernels compute it), each through fc3..fc1 and both convolutions'
+    adjoints. The pooling, activations and their derivatives are not counted."""
+    channels = variant.image[0]
+    conv1 = 2 * S1 * S1 * channels * KERNEL * KERNEL * C1
+    conv2 = 2 * S2 * S2 * C1 * KERNEL * KERNEL * C2
+    linear = 2 * (C2 * P2 * P2 * H1 + H1 * H2 + H2 * N_CLASSES)
+    forward = conv1 + conv2 + linear
+    row = conv1 + conv2 + linear
+    rows = N_CLASSES if layout == "per-sample" else N_CLASSES * batch
+    return batch * (forward + rows * row)
+
+
+def sgemm_gflops(n: int = 2048, repeats: int = 7) -> float:
+    """The machine's matrix-product speed in this run: PyTorch's float32 n x n product on the
+    threads torch uses, median of `repeats` after a warm-up, in GFLOP/s."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    torch.mm(a, b)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.mm(a, b)
+        times.append(time.perf_counter() - start)
+    return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
 def stats(times: list[float]) -> dict:
@@ -323,7 +358,8 @@ def fmt(v) -> str:
     return "—" if v is None else f"{v:.4g}"
 
 
-def report(rows: list[dict], args, variant: Variant, binary: Path, problems: list[str], busy, other) -> str:
+def report(rows: list[dict], args, variant: Variant, binary: Path, problems: list[str], busy, other,
+           peak: float) -> str:
     busy_text = "unknown" if busy is None else f"{busy:.0%}"
     other_text = "unknown" if other is None else f"{other:.0%}"
     if (busy is not None and busy > 0.1) or (other is not None and other > 0.05):
@@ -340,13 +376,17 @@ def report(rows: list[dict], args, variant: Variant, binary: Path, problems: lis
         + (f", extra arguments `{args.ours_args}`" if args.ours_args else ""),
         f"- {N_CLASSES} classes, input torch.rand(N, {', '.join(map(str, variant.image))}) float32; "
         f"median / min / max of {args.repeats} timed runs after one warm-up",
+        f"- the machine in this run: PyTorch's float32 2048 x 2048 product, {peak:.0f} GFLOP/s; "
+        "GFLOP/s below is the arithmetic of one forward pass and the rows carried back (a multiply-add "
+        "counted as two; the full layout's rows through every sample), over the median time, and its "
+        "share of that product's speed",
         "",
     ]
     if problems:
         lines += [f"- **ours not measured:** {p}" for p in problems] + [""]
     lines += [
-        "| layout | batch | way | median s | min s | max s | ratio ours/torch-best |",
-        "|---|---:|---|---:|---:|---:|---:|",
+        "| layout | batch | way | median s | min s | max s | ratio ours/torch-best | GFLOP/s | of sgemm |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     keys = []
     for r in rows:
@@ -365,8 +405,9 @@ def report(rows: list[dict], args, variant: Variant, binary: Path, problems: lis
             else:
                 ratio = "torch best" if r is best else ""
                 way = r["way"]
+            gflops = jacobian_flop(variant, k[0], k[1]) / r["median_s"] / 1e9
             lines.append(f"| {k[0]} | {k[1]} | {way} | {fmt(r['median_s'])} | {fmt(r['min_s'])} "
-                         f"| {fmt(r['max_s'])} | {ratio} |")
+                         f"| {fmt(r['max_s'])} | {ratio} | {gflops:.1f} | {gflops / peak:.0%} |")
     lines += ["", "Ratio below 1: ours is faster than the fastest PyTorch way for that layout and batch.", ""]
     return "\n".join(lines)
 
@@ -432,6 +473,7 @@ def main(argv=None) -> int:
           f"variant: {variant.text()}", file=sys.stderr)
     rows: list[dict] = []
     load = OtherLoad().start()
+    peak = sgemm_gflops()
     for layout in LAYOUTS:
         for batch in args.batches:
             if layout == "full" and batch > args.full_max_batch:
@@ -449,7 +491,9 @@ def main(argv=None) -> int:
         r["variant"] = variant.record()
     if other is not None and other > 0.05:
         print(f"warning: other processes used {other:.0%} of the CPU during the run", file=sys.stderr)
-    text = report(rows, args, variant, binary, problems, busy, other)
+    for r in rows:
+        r["gflop"] = jacobian_flop(variant, r["layout"], r["batch"]) / 1e9
+    text = report(rows, args, variant, binary, problems, busy, other, peak)
     print(text)
     if args.markdown_out:
         args.markdown_out.write_text(text)
