@@ -4,14 +4,15 @@
 //!
 //! Why a forward pass of its own rather than `LeNet5::forward` on the backend, and kernels
 //! rather than tensor ops: per sample, both passes are a few small matrix
-//! products (a convolution is a product with its kernel matrix on the patches, "im2col"; its
-//! adjoint the product the other way followed by a scatter of the patches, "col2im") with
-//! element-wise steps in between. With tensor ops each step is a kernel launch and a pass over
+//! products (a convolution is a product with its kernel matrix on the patches, "im2col"; conv2's
+//! adjoint the product the other way followed by a scatter of the patches, "col2im"; conv1's a
+//! transposed convolution of its own, [`TransposedConv1`]) with element-wise steps in between. With tensor ops each step is a kernel launch and a pass over
 //! memory, the pooling adjoint and the per-row tiling of the activations are non-contiguous
 //! copies, and a CPU backend's tanh may be scalar; a profile of that version spent most of its
 //! time there. Here a sample stays in cache through each pass, the element-wise steps are fused
 //! into the layout changes the products need, the products run on `gemm`'s kernels (the ones
-//! Burn's flex backend uses) and the activations on `wide`'s SIMD lanes.
+//! Burn's flex backend uses), conv1's adjoint on the widest SIMD the CPU has (`pulp`'s run-time
+//! dispatch, as `gemm`'s) and the activations on `wide`'s SIMD lanes.
 //!
 //! Every variant of the family runs here: the activation is a per-unit function whose
 //! derivative the forward pass keeps, and the pooling's adjoint is folded into that derivative
@@ -34,7 +35,7 @@ use crate::model::config::{
 const PLANE: usize = SIDE * SIDE;
 
 /// Rows carried back together: all ten logits of a sample in one block. Bounds the scratch
-/// memory of a worker (about 2 MB at 10 rows, most of it the two convolutions' patches);
+/// memory of a worker (about 1.3 MB at 10 rows, most of it conv2's patches);
 /// blocks of 5, 10 and 20 rows measured the same at batch 1024.
 const ROW_BLOCK: usize = 10;
 
@@ -46,8 +47,14 @@ const GEMM_LANES: usize = 16;
 /// The column length of conv2's output cotangent and patches, `[rows, 10, 14]`: that of a
 /// whole block, padded for `gemm`, whatever the block's rows (see [`Scratch`]).
 const COLUMN2: usize = padded(ROW_BLOCK * S2 * P1);
-/// The same for conv1's, `[rows, 28, 32]`.
-const COLUMN1: usize = padded(ROW_BLOCK * S1 * SIDE);
+
+/// Zeros before each row's conv1 output cotangent (5 rows of 32): the transposed convolution
+/// ([`TransposedConv1`]) reads up to `4 * 32 + 4` values before an output position.
+const CONV1_TOP: usize = 5 * SIDE;
+/// One row's conv1 output cotangent with its zero border: 5 zero rows, the 28 rows of the
+/// cotangent (32 wide, the last 4 columns zero), 4 zero rows; the transposed convolution reads
+/// it at the 32 x 32 input's positions shifted back by up to `4 * 32 + 4`.
+const CONV1_PITCH: usize = CONV1_TOP + PLANE;
 
 /// `len` rounded up to whole SIMD lanes (see [`GEMM_LANES`]).
 const fn padded(len: usize) -> usize {
@@ -155,7 +162,7 @@ impl Forward {
 
 thread_local! {
     /// This thread's buffers for the passes, kept from call to call: rayon may run every
-    /// sample as a job of its own, and fresh buffers for each (2 MB for the sweep, allocated
+    /// sample as a job of its own, and fresh buffers for each (1.3 MB for the sweep, allocated
     /// and zeroed) cost more than a small batch's arithmetic.
     static FORWARD_SCRATCH: RefCell<ForwardScratch> = RefCell::new(ForwardScratch::new());
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
@@ -419,9 +426,10 @@ fn max_pool(x: &[f32], out: &mut [f32], derivative: &mut [f32], channels: usize,
 /// One worker's buffers for a block of up to [`ROW_BLOCK`] rows.
 ///
 /// The convolutions' output cotangents are stored wider than they are (see [`sweep_block`]),
-/// in columns of a fixed length ([`COLUMN2`], [`COLUMN1`]): every block writes the same
-/// places, whatever its rows, and the places past each row's width are never written, so they
-/// keep the zeros they are allocated with.
+/// in columns of a fixed length ([`COLUMN2`], and `ROW_BLOCK * CONV1_PITCH` for conv1's, with
+/// zero rows around each row's): every block writes the same places, whatever its rows, and the
+/// places past each row's width and in the borders are never written, so they keep the zeros
+/// they are allocated with.
 struct Scratch {
     fc2: Vec<f32>,        // [rows, 84]
     fc1: Vec<f32>,        // [rows, 120]
@@ -429,8 +437,7 @@ struct Scratch {
     conv2: Vec<f32>,      // [16][rows, 10, 14]: conv2's output cotangent, channel-major
     conv2_cols: Vec<f32>, // [150][rows, 10, 14]: its patches, one column per kernel tap
     pool1: Vec<f32>,      // [rows, 6, 14, 14]
-    conv1: Vec<f32>,      // [6][rows, 28, 32]
-    conv1_cols: Vec<f32>, // [in_channels * 25][rows, 28, 32]
+    conv1: Vec<f32>,      // [6][rows, CONV1_PITCH]: [5 + 28 + 4, 32] with zeros around
     image: Vec<f32>,      // [in_channels, 32, 32]: one row's padded input, when padded
 }
 
@@ -444,15 +451,13 @@ impl Scratch {
             conv2: vec![0.0; C2 * COLUMN2],
             conv2_cols: vec![0.0; C1 * K * K * COLUMN2],
             pool1: vec![0.0; r * C1 * P1 * P1],
-            conv1: vec![0.0; C1 * COLUMN1],
-            conv1_cols: Vec::new(),
+            conv1: vec![0.0; C1 * ROW_BLOCK * CONV1_PITCH],
             image: Vec::new(),
         }
     }
 
     /// Sizes the buffers that depend on the input channels.
     fn fit(&mut self, in_channels: usize) {
-        self.conv1_cols.resize(in_channels * K * K * COLUMN1, 0.0);
         self.image.resize(in_channels * PLANE, 0.0);
     }
 }
@@ -528,7 +533,7 @@ fn sweep_block(
     // output are stored 14 wide, the width of its input, so that col2im is one contiguous add
     // per kernel tap; the 4 extra columns stay zero (as do their products).
     let d2 = &d.conv2[sample * C2 * S2 * S2..][..C2 * S2 * S2];
-    pool_adjoint(pool2, d2, &mut s.conv2, rows, C2, S2, P1);
+    pool_adjoint(pool2, d2, &mut s.conv2, rows, C2, S2, P1, (S2 * P1, 0));
 
     // Conv2's adjoint: every output position's cotangent times the kernel matrix [16, 150]
     // gives its patch's contribution, which col2im adds into the 14 x 14 input. The product
@@ -549,21 +554,14 @@ fn sweep_block(
         }
     }
 
-    // Pool1's adjoint and conv1's derivative: [6][rows, 28, 32], 32 wide as above.
+    // Pool1's adjoint and conv1's derivative: [6][rows, CONV1_PITCH], each row's 28 x 28
+    // cotangent 32 wide with zero rows around it.
     let d1 = &d.conv1[sample * C1 * S1 * S1..][..C1 * S1 * S1];
-    pool_adjoint(pool1, d1, &mut s.conv1, rows, C1, S1, SIDE);
+    let block = (CONV1_PITCH, CONV1_TOP);
+    pool_adjoint(pool1, d1, &mut s.conv1, rows, C1, S1, SIDE, block);
 
-    // Conv1's adjoint, the same way, into each input channel's 32 x 32 plane of each row:
-    // straight into the output without padding, through `image` and cropped with it.
-    let taps = w.in_channels * K * K;
-    let cols1 = &mut s.conv1_cols;
-    matmul(
-        cols1,
-        (1, COLUMN1),
-        (&s.conv1, 1, COLUMN1),
-        (&w.conv1, taps, 1),
-        [padded(rows * S1 * SIDE), taps, C1],
-    );
+    // Conv1's adjoint, a transposed convolution straight into each input channel's 32 x 32
+    // plane of each row: into the output without padding, through `image` and cropped with it.
     for i in 0..rows {
         let dst = &mut out[i * out_stride..][..input_len];
         let image = if w.padding == 0 {
@@ -571,12 +569,87 @@ fn sweep_block(
         } else {
             &mut s.image[..]
         };
-        for c in 0..w.in_channels {
-            let plane = &mut image[c * PLANE..][..PLANE];
-            col2im(plane, SIDE, cols1, c * K * K, COLUMN1, i * S1 * SIDE, S1);
-        }
+        pulp::Arch::new().dispatch(TransposedConv1 {
+            cotangent: &s.conv1,
+            offset: i * CONV1_PITCH,
+            kernels: &w.conv1,
+            image,
+        });
         if w.padding > 0 {
             crop(&s.image, w.in_channels, w.padding, dst);
+        }
+    }
+}
+
+/// Output positions of conv1's transposed convolution computed together, each a SIMD vector of
+/// them: independent accumulators, enough to keep the fused multiply-adds' pipeline full.
+const ACCUMULATORS: usize = 8;
+
+/// Conv1's adjoint for one row: `image[c, p, q] = sum over o, ky, kx of
+/// g[o, p - ky, q - kx] * kernels[o, c, ky, kx]`, the 32 x 32 input's cotangent from the 28 x 28
+/// output's `g`, every term a fused multiply-add on SIMD lanes of consecutive positions.
+///
+/// Why not the product with the kernel matrix and col2im, as conv2's adjoint: that product has
+/// only 6 terms per value (conv1's output channels) and writes 25 patches of the input's size per
+/// row that col2im reads back, so its time is the memory traffic. Here each output position
+/// sums its 150 terms in a register. The cotangent's layout makes every term one unaligned
+/// load: with rows 32 wide, `g[o, p - ky, q - kx]` is `ky * 32 + kx` values before position
+/// `(p, q)`, and what falls outside the 28 x 28 output (negative `q - kx` wraps to the previous
+/// row's last columns) lands on zeros (see [`CONV1_PITCH`]).
+struct TransposedConv1<'a> {
+    /// `[6][rows, CONV1_PITCH]` (see [`Scratch`])
+    cotangent: &'a [f32],
+    /// Start of this row's cotangent in each channel's column.
+    offset: usize,
+    /// `[6, in_channels, 5, 5]`
+    kernels: &'a [f32],
+    /// `[in_channels, 32, 32]`, overwritten
+    image: &'a mut [f32],
+}
+
+impl pulp::WithSimd for TransposedConv1<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let lanes = std::mem::size_of::<S::f32s>() / std::mem::size_of::<f32>();
+        let step = ACCUMULATORS * lanes;
+        let channels = self.image.len() / PLANE;
+        let column = self.cotangent.len() / C1;
+        assert!(PLANE % step == 0 && self.image.len() == channels * PLANE);
+        assert!(self.kernels.len() == C1 * channels * K * K);
+        // The loads below read `[offset + CONV1_TOP - (4 * 32 + 4), offset + CONV1_PITCH)` of
+        // each channel's column.
+        assert!(CONV1_TOP >= (K - 1) * SIDE + K - 1);
+        assert!(self.offset + CONV1_PITCH <= column);
+        for c in 0..channels {
+            for start in (0..PLANE).step_by(step) {
+                let mut acc = [simd.splat_f32s(0.0); ACCUMULATORS];
+                for o in 0..C1 {
+                    let taps = &self.kernels[(o * channels + c) * K * K..][..K * K];
+                    let at = o * column + self.offset + CONV1_TOP + start;
+                    for (t, &weight) in taps.iter().enumerate() {
+                        let weight = simd.splat_f32s(weight);
+                        let first = at - (t / K) * SIDE - t % K;
+                        for (j, acc) in acc.iter_mut().enumerate() {
+                            // SAFETY: `first + (j + 1) * lanes <= at + step`, within the column
+                            // by the asserts above; an unaligned read of plain floats.
+                            let g = unsafe {
+                                self.cotangent
+                                    .as_ptr()
+                                    .add(first + j * lanes)
+                                    .cast::<S::f32s>()
+                                    .read_unaligned()
+                            };
+                            *acc = simd.mul_add_e_f32s(g, weight, *acc);
+                        }
+                    }
+                }
+                let dst = &mut self.image[c * PLANE + start..][..step];
+                for (dst, acc) in dst.chunks_exact_mut(lanes).zip(acc) {
+                    simd.partial_store_f32s(dst, acc);
+                }
+            }
         }
     }
 }
@@ -648,8 +721,10 @@ fn scale_rows(x: &mut [f32], scale: &[f32]) {
 ///
 /// `pooled` is `[rows, channels, side / 2, side / 2]`; `derivative` (with the pooling's
 /// adjoint weights folded in, see [`Forward`]) is `[channels, side, side]`; `dst` is
-/// `[channels][rows, side, stride]`, each channel a column of `dst.len() / channels` values, of
-/// which only the first `side` of each row are written.
+/// `[channels][rows, pitch]`, each channel a column of `dst.len() / channels` values, each
+/// row's `[side, stride]` starting `offset` into its `pitch` values, of which only the first
+/// `side` of each `stride` are written.
+#[allow(clippy::too_many_arguments)]
 fn pool_adjoint(
     pooled: &[f32],
     derivative: &[f32],
@@ -658,15 +733,16 @@ fn pool_adjoint(
     channels: usize,
     side: usize,
     stride: usize,
+    (pitch, offset): (usize, usize),
 ) {
     let half = side / 2;
     let column = dst.len() / channels;
-    assert!(rows * side * stride <= column);
+    assert!(offset + side * stride <= pitch && rows * pitch <= column);
     for c in 0..channels {
         let d = &derivative[c * side * side..][..side * side];
         for i in 0..rows {
             let src = &pooled[(i * channels + c) * half * half..][..half * half];
-            let out = &mut dst[c * column + i * side * stride..][..side * stride];
+            let out = &mut dst[c * column + i * pitch + offset..][..side * stride];
             for y in 0..side {
                 let src = &src[(y / 2) * half..][..half];
                 let d = &d[y * side..][..side];
