@@ -616,11 +616,11 @@ impl pulp::WithSimd for TransposedConv1<'_> {
         let step = ACCUMULATORS * lanes;
         let channels = self.image.len() / PLANE;
         let column = self.cotangent.len() / C1;
-        assert!(PLANE % step == 0 && self.image.len() == channels * PLANE);
+        assert!(PLANE.is_multiple_of(step) && self.image.len() == channels * PLANE);
         assert!(self.kernels.len() == C1 * channels * K * K);
         // The loads below read `[offset + CONV1_TOP - (4 * 32 + 4), offset + CONV1_PITCH)` of
         // each channel's column.
-        assert!(CONV1_TOP >= (K - 1) * SIDE + K - 1);
+        const { assert!(CONV1_TOP >= (K - 1) * SIDE + K - 1) };
         assert!(self.offset + CONV1_PITCH <= column);
         for c in 0..channels {
             for start in (0..PLANE).step_by(step) {
