@@ -6,9 +6,10 @@
 //! rather than tensor ops: per sample, both passes are a few small matrix
 //! products (a convolution is a product with its kernel matrix on the patches, "im2col"; conv2's
 //! adjoint the product the other way followed by a scatter of the patches, "col2im"; conv1's a
-//! transposed convolution of its own, [`TransposedConv1`]) with element-wise steps in between. With tensor ops each step is a kernel launch and a pass over
-//! memory, the pooling adjoint and the per-row tiling of the activations are non-contiguous
-//! copies, and a CPU backend's tanh may be scalar; a profile of that version spent most of its
+//! transposed convolution of its own, [`TransposedConv1`]) with element-wise steps in between.
+//! With tensor ops each step is a kernel launch and a pass over memory, the pooling adjoint
+//! and the per-row tiling of the activations are non-contiguous copies, and a CPU backend's
+//! tanh may be scalar; a profile of that version spent most of its
 //! time there. Here a sample stays in cache through each pass, the element-wise steps are fused
 //! into the layout changes the products need, the products run on `gemm`'s kernels (the ones
 //! Burn's flex backend uses), conv1's adjoint on the widest SIMD the CPU has (`pulp`'s run-time
@@ -34,19 +35,28 @@ use crate::model::config::{
 /// Values of one padded input plane: 32 x 32.
 const PLANE: usize = SIDE * SIDE;
 
-/// Rows carried back together: all ten logits of a sample in one block. Bounds the scratch
-/// memory of a worker (about 1.3 MB at 10 rows, most of it conv2's patches);
-/// blocks of 5, 10 and 20 rows measured the same at batch 1024.
+/// Rows carried back together through the linear layers: all ten logits of a sample in one
+/// block (blocks of 5, 10 and 20 rows measured the same at batch 1024).
 const ROW_BLOCK: usize = 10;
+
+/// Rows of a block carried on together through the convolutions' adjoints: few enough that
+/// conv2's patches (173 KB for 2 rows) and the other buffers stay in a core's L2 cache (512 KB
+/// on the project's machine) from the product that writes them to the steps that read them.
+/// With a whole block's 10 rows, the patches alone took 845 KB, and col2im, the pooling
+/// adjoint and conv1's transposed convolution waited on L3.
+const CONV_ROWS: usize = 2;
 
 /// The convolutions' adjoints multiply column-major matrices, one column per channel or
 /// kernel tap; `gemm` copies (packs) such a matrix before multiplying unless its column length
 /// is a multiple of its SIMD width (16 lanes with AVX-512, 8 with AVX2).
 const GEMM_LANES: usize = 16;
 
-/// The column length of conv2's output cotangent and patches, `[rows, 10, 14]`: that of a
-/// whole block, padded for `gemm`, whatever the block's rows (see [`Scratch`]).
+/// The column length of conv2's output cotangent, `[rows, 10, 14]`: that of a whole block,
+/// padded for `gemm`, whatever the block's rows (see [`Scratch`]).
 const COLUMN2: usize = padded(ROW_BLOCK * S2 * P1);
+
+/// The column length of conv2's patches: those of [`CONV_ROWS`] rows, padded for `gemm`.
+const PATCH_COLUMN2: usize = padded(CONV_ROWS * S2 * P1);
 
 /// Zeros before each row's conv1 output cotangent (5 rows of 32): the transposed convolution
 /// ([`TransposedConv1`]) reads up to `4 * 32 + 4` values before an output position.
@@ -162,7 +172,7 @@ impl Forward {
 
 thread_local! {
     /// This thread's buffers for the passes, kept from call to call: rayon may run every
-    /// sample as a job of its own, and fresh buffers for each (1.3 MB for the sweep, allocated
+    /// sample as a job of its own, and fresh buffers for each (0.36 MB for the sweep, allocated
     /// and zeroed) cost more than a small batch's arithmetic.
     static FORWARD_SCRATCH: RefCell<ForwardScratch> = RefCell::new(ForwardScratch::new());
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::new());
@@ -426,7 +436,7 @@ fn max_pool(x: &[f32], out: &mut [f32], derivative: &mut [f32], channels: usize,
 /// One worker's buffers for a block of up to [`ROW_BLOCK`] rows.
 ///
 /// The convolutions' output cotangents are stored wider than they are (see [`sweep_block`]),
-/// in columns of a fixed length ([`COLUMN2`], and `ROW_BLOCK * CONV1_PITCH` for conv1's, with
+/// in columns of a fixed length ([`COLUMN2`], and `CONV_ROWS * CONV1_PITCH` for conv1's, with
 /// zero rows around each row's): every block writes the same places, whatever its rows, and the
 /// places past each row's width and in the borders are never written, so they keep the zeros
 /// they are allocated with.
@@ -435,9 +445,9 @@ struct Scratch {
     fc1: Vec<f32>,        // [rows, 120]
     pool2: Vec<f32>,      // [rows, 400]
     conv2: Vec<f32>,      // [16][rows, 10, 14]: conv2's output cotangent, channel-major
-    conv2_cols: Vec<f32>, // [150][rows, 10, 14]: its patches, one column per kernel tap
-    pool1: Vec<f32>,      // [rows, 6, 14, 14]
-    conv1: Vec<f32>,      // [6][rows, CONV1_PITCH]: [5 + 28 + 4, 32] with zeros around
+    conv2_cols: Vec<f32>, // [150][CONV_ROWS, 10, 14]: its patches, one column per kernel tap
+    pool1: Vec<f32>,      // [CONV_ROWS, 6, 14, 14]
+    conv1: Vec<f32>,      // [6][CONV_ROWS, CONV1_PITCH]: [5 + 28 + 4, 32] with zeros around
     image: Vec<f32>,      // [in_channels, 32, 32]: one row's padded input, when padded
 }
 
@@ -449,9 +459,9 @@ impl Scratch {
             fc1: vec![0.0; r * H1],
             pool2: vec![0.0; r * C2 * P2 * P2],
             conv2: vec![0.0; C2 * COLUMN2],
-            conv2_cols: vec![0.0; C1 * K * K * COLUMN2],
-            pool1: vec![0.0; r * C1 * P1 * P1],
-            conv1: vec![0.0; C1 * ROW_BLOCK * CONV1_PITCH],
+            conv2_cols: vec![0.0; C1 * K * K * PATCH_COLUMN2],
+            pool1: vec![0.0; CONV_ROWS * C1 * P1 * P1],
+            conv1: vec![0.0; C1 * CONV_ROWS * CONV1_PITCH],
             image: Vec::new(),
         }
     }
@@ -535,41 +545,65 @@ fn sweep_block(
     let d2 = &d.conv2[sample * C2 * S2 * S2..][..C2 * S2 * S2];
     pool_adjoint(pool2, d2, &mut s.conv2, rows, C2, S2, P1, (S2 * P1, 0));
 
+    // The convolutions' adjoints, CONV_ROWS rows at a time.
+    for first in (0..rows).step_by(CONV_ROWS) {
+        let group = CONV_ROWS.min(rows - first);
+        let out = &mut out[first * out_stride..];
+        conv_adjoints(w, d, sample, first, group, out, out_stride, s);
+    }
+}
+
+/// Rows `first..first + group` of a block from conv2's output cotangent (in `s.conv2`) back to
+/// the input: row `first + i`'s into `out[i * out_stride..][..input_len]`.
+#[allow(clippy::too_many_arguments)]
+fn conv_adjoints(
+    w: &Weights,
+    d: &Forward,
+    sample: usize,
+    first: usize,
+    group: usize,
+    out: &mut [f32],
+    out_stride: usize,
+    s: &mut Scratch,
+) {
     // Conv2's adjoint: every output position's cotangent times the kernel matrix [16, 150]
     // gives its patch's contribution, which col2im adds into the 14 x 14 input. The product
-    // covers the block's rows, rounded up to whole SIMD lanes.
+    // covers the group's rows, rounded up to whole SIMD lanes (the rounding reads the next
+    // rows' cotangents, or the block's zero padding, into patches nobody reads).
     let cols2 = &mut s.conv2_cols;
     matmul(
         cols2,
-        (1, COLUMN2),
-        (&s.conv2, 1, COLUMN2),
+        (1, PATCH_COLUMN2),
+        (&s.conv2[first * S2 * P1..], 1, COLUMN2),
         (&w.conv2, C1 * K * K, 1),
-        [padded(rows * S2 * P1), C1 * K * K, C2],
+        [padded(group * S2 * P1), C1 * K * K, C2],
     );
-    let pool1 = &mut s.pool1[..rows * C1 * P1 * P1];
+    let pool1 = &mut s.pool1[..group * C1 * P1 * P1];
     for ci in 0..C1 {
-        for i in 0..rows {
+        for i in 0..group {
             let dst = &mut pool1[(i * C1 + ci) * P1 * P1..][..P1 * P1];
-            col2im(dst, P1, cols2, ci * K * K, COLUMN2, i * S2 * P1, S2);
+            col2im(dst, P1, cols2, ci * K * K, PATCH_COLUMN2, i * S2 * P1, S2);
         }
     }
 
-    // Pool1's adjoint and conv1's derivative: [6][rows, CONV1_PITCH], each row's 28 x 28
+    // Pool1's adjoint and conv1's derivative: [6][group, CONV1_PITCH], each row's 28 x 28
     // cotangent 32 wide with zero rows around it.
     let d1 = &d.conv1[sample * C1 * S1 * S1..][..C1 * S1 * S1];
     let block = (CONV1_PITCH, CONV1_TOP);
-    pool_adjoint(pool1, d1, &mut s.conv1, rows, C1, S1, SIDE, block);
+    pool_adjoint(pool1, d1, &mut s.conv1, group, C1, S1, SIDE, block);
 
     // Conv1's adjoint, a transposed convolution straight into each input channel's 32 x 32
     // plane of each row: into the output without padding, through `image` and cropped with it.
-    for i in 0..rows {
+    let input_len = w.input_len();
+    let arch = pulp::Arch::new();
+    for i in 0..group {
         let dst = &mut out[i * out_stride..][..input_len];
         let image = if w.padding == 0 {
             &mut *dst
         } else {
             &mut s.image[..]
         };
-        pulp::Arch::new().dispatch(TransposedConv1 {
+        arch.dispatch(TransposedConv1 {
             cotangent: &s.conv1,
             offset: i * CONV1_PITCH,
             kernels: &w.conv1,
@@ -581,8 +615,10 @@ fn sweep_block(
     }
 }
 
-/// Output positions of conv1's transposed convolution computed together, each a SIMD vector of
-/// them: independent accumulators, enough to keep the fused multiply-adds' pipeline full.
+/// Rows of output positions of conv1's transposed convolution computed together, each row a
+/// SIMD vector of consecutive positions in a register: enough independent accumulators to keep
+/// the fused multiply-adds' pipeline full, few enough to leave registers for the 5 kernel taps
+/// of a column and the value loaded (8 + 5 + 1 of AVX2's 16).
 const ACCUMULATORS: usize = 8;
 
 /// Conv1's adjoint for one row: `image[c, p, q] = sum over o, ky, kx of
@@ -596,6 +632,11 @@ const ACCUMULATORS: usize = 8;
 /// load: with rows 32 wide, `g[o, p - ky, q - kx]` is `ky * 32 + kx` values before position
 /// `(p, q)`, and what falls outside the 28 x 28 output (negative `q - kx` wraps to the previous
 /// row's last columns) lands on zeros (see [`CONV1_PITCH`]).
+///
+/// Why a block of [`ACCUMULATORS`] output rows at once: one vector of `g` at row `r` and shift
+/// `kx` serves the 5 output rows `r + ky`, so loading it once for all of them makes the loads
+/// fewer than half the multiply-adds (the version with one load per multiply-add waited on
+/// its loads, half of which straddle cache lines).
 struct TransposedConv1<'a> {
     /// `[6][rows, CONV1_PITCH]` (see [`Scratch`])
     cotangent: &'a [f32],
@@ -612,42 +653,67 @@ impl pulp::WithSimd for TransposedConv1<'_> {
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
+        const R: usize = ACCUMULATORS;
         let lanes = std::mem::size_of::<S::f32s>() / std::mem::size_of::<f32>();
-        let step = ACCUMULATORS * lanes;
         let channels = self.image.len() / PLANE;
         let column = self.cotangent.len() / C1;
-        assert!(PLANE.is_multiple_of(step) && self.image.len() == channels * PLANE);
+        assert!(SIDE.is_multiple_of(lanes) && SIDE.is_multiple_of(R));
+        assert!(self.image.len() == channels * PLANE);
         assert!(self.kernels.len() == C1 * channels * K * K);
         // The loads below read `[offset + CONV1_TOP - (4 * 32 + 4), offset + CONV1_PITCH)` of
         // each channel's column.
         const { assert!(CONV1_TOP >= (K - 1) * SIDE + K - 1) };
         assert!(self.offset + CONV1_PITCH <= column);
         for c in 0..channels {
-            for start in (0..PLANE).step_by(step) {
-                let mut acc = [simd.splat_f32s(0.0); ACCUMULATORS];
-                for o in 0..C1 {
-                    let taps = &self.kernels[(o * channels + c) * K * K..][..K * K];
-                    let at = o * column + self.offset + CONV1_TOP + start;
-                    for (t, &weight) in taps.iter().enumerate() {
-                        let weight = simd.splat_f32s(weight);
-                        let first = at - (t / K) * SIDE - t % K;
-                        for (j, acc) in acc.iter_mut().enumerate() {
-                            // SAFETY: `first + (j + 1) * lanes <= at + step`, within the column
-                            // by the asserts above; an unaligned read of plain floats.
-                            let g = unsafe {
-                                self.cotangent
-                                    .as_ptr()
-                                    .add(first + j * lanes)
-                                    .cast::<S::f32s>()
-                                    .read_unaligned()
-                            };
-                            *acc = simd.mul_add_e_f32s(g, weight, *acc);
+            for p0 in (0..SIDE).step_by(R) {
+                for q0 in (0..SIDE).step_by(lanes) {
+                    // acc[i]: output positions (p0 + i, q0..q0 + lanes).
+                    let mut acc = [simd.splat_f32s(0.0); R];
+                    for o in 0..C1 {
+                        let taps = &self.kernels[(o * channels + c) * K * K..][..K * K];
+                        // Position (p0 - 4, q0) of the cotangent: the first row any output
+                        // row of the block reads.
+                        let first =
+                            o * column + self.offset + CONV1_TOP + q0 + p0 * SIDE - (K - 1) * SIDE;
+                        for kx in 0..K {
+                            let weights: [S::f32s; K] =
+                                std::array::from_fn(|ky| simd.splat_f32s(taps[ky * K + kx]));
+                            // Cotangent row p0 - 4 + j feeds output rows p0 + j - 4 + ky. The
+                            // rows are written out (`unrolled!`) so that every accumulator's
+                            // index is a constant and the accumulators stay in registers.
+                            macro_rules! unrolled {
+                                ($($j:literal)*) => {$({
+                                    // SAFETY: the index is at least `offset + CONV1_TOP - (4 *
+                                    // 32 + 4)` and the vector ends by `offset + CONV1_PITCH`
+                                    // (rows up to 31, columns up to 31), within the column by
+                                    // the asserts above; an unaligned read of plain floats.
+                                    let g = unsafe {
+                                        self.cotangent
+                                            .as_ptr()
+                                            .add(first + $j * SIDE - kx)
+                                            .cast::<S::f32s>()
+                                            .read_unaligned()
+                                    };
+                                    for (ky, &weight) in weights.iter().enumerate() {
+                                        // None for output rows outside the block.
+                                        let i = ($j + ky).wrapping_sub(K - 1);
+                                        if let Some(acc) = acc.get_mut(i) {
+                                            *acc = simd.mul_add_e_f32s(g, weight, *acc);
+                                        }
+                                    }
+                                })*};
+                            }
+                            const { assert!(R + K - 1 == 12) };
+                            unrolled!(0 1 2 3 4 5 6 7 8 9 10 11);
                         }
                     }
-                }
-                let dst = &mut self.image[c * PLANE + start..][..step];
-                for (dst, acc) in dst.chunks_exact_mut(lanes).zip(acc) {
-                    simd.partial_store_f32s(dst, acc);
+                    for (i, acc) in acc.into_iter().enumerate() {
+                        let dst = &mut self.image[c * PLANE + (p0 + i) * SIDE + q0..][..lanes];
+                        // SAFETY: `dst` holds one vector's lanes; an unaligned write of plain
+                        // floats. (pulp's `partial_store_f32s` is a masked store through a call
+                        // that is not inlined.)
+                        unsafe { dst.as_mut_ptr().cast::<S::f32s>().write_unaligned(acc) };
+                    }
                 }
             }
         }
