@@ -27,9 +27,16 @@ and keys are ignored, stderr passes through.
 
 Each way is run once as a warm-up, then timed --repeats times; the table gives
 the median, min and max in seconds and, for our rows, median / torch best median.
+With --rounds R the whole measurement (the machine's product included) runs R times,
+interleaved: each round times every PyTorch way and then ours, row after row. The
+table then gives the median over rounds of each round's median (min and max over all
+runs), and each of our ratios is the median over rounds of that round's ratio, ours
+against the round's fastest PyTorch way, timed back to back: a slow minute of the
+machine then moves both sides of a ratio rather than one.
 The report names the variant, and every --json-out row has a "variant" field
 ({"activation", "pooling", "padding"}) and a "gflop" field (the arithmetic of the row's
-Jacobian, jacobian_flop). It also measures the machine in the same run (PyTorch's float32
+Jacobian, jacobian_flop), its "round" (from 0) and, for ours, its "ratio" to that round's
+fastest PyTorch way. It also measures the machine in the same run (PyTorch's float32
 2048 x 2048 product) and gives each row's achieved GFLOP/s and its share of that product's.
 
 Example:
@@ -354,6 +361,35 @@ def nproc() -> int:
         return os.cpu_count() or 0
 
 
+def with_ratios(rows: list[dict], round_: int) -> list[dict]:
+    """One round's rows of one layout and batch, each tagged with its round; ours also with its
+    ratio to the round's fastest PyTorch way (None without one)."""
+    torch_medians = [r["median_s"] for r in rows if r["side"] == "torch"]
+    for r in rows:
+        r["round"] = round_
+        if r["side"] == "ours":
+            r["ratio"] = r["median_s"] / min(torch_medians) if torch_medians else None
+    return rows
+
+
+def combine(rows: list[dict]) -> list[dict]:
+    """One row per layout, batch and way over the rounds: the median of the rounds' medians, the
+    smallest min, the largest max, and for ours the median of the rounds' ratios."""
+    combined: dict[tuple, dict] = {}
+    for r in rows:
+        combined.setdefault((r["layout"], r["batch"], r["way"]), []).append(r)
+    out = []
+    for (layout, batch, way), runs in combined.items():
+        mins = [r["min_s"] for r in runs if r.get("min_s") is not None]
+        maxs = [r["max_s"] for r in runs if r.get("max_s") is not None]
+        ratios = [r["ratio"] for r in runs if r.get("ratio") is not None]
+        out.append({"layout": layout, "batch": batch, "way": way, "side": runs[0]["side"],
+                    "median_s": statistics.median(r["median_s"] for r in runs),
+                    "min_s": min(mins) if mins else None, "max_s": max(maxs) if maxs else None,
+                    "ratio": statistics.median(ratios) if ratios else None, "rounds": len(runs)})
+    return out
+
+
 def fmt(v) -> str:
     return "—" if v is None else f"{v:.4g}"
 
@@ -375,8 +411,11 @@ def report(rows: list[dict], args, variant: Variant, binary: Path, problems: lis
         f"- ours: `{binary}`, backends {', '.join(args.backends)}, methods {', '.join(args.methods)}"
         + (f", extra arguments `{args.ours_args}`" if args.ours_args else ""),
         f"- {N_CLASSES} classes, input torch.rand(N, {', '.join(map(str, variant.image))}) float32; "
-        f"median / min / max of {args.repeats} timed runs after one warm-up",
-        f"- the machine in this run: PyTorch's float32 2048 x 2048 product, {peak:.0f} GFLOP/s; "
+        f"median / min / max of {args.repeats} timed runs after one warm-up"
+        + (f"; {args.rounds} interleaved rounds: medians over rounds of each round's median, "
+           "min and max over all runs, ratios the median of each round's ratio" if args.rounds > 1 else ""),
+        f"- the machine in this run: PyTorch's float32 2048 x 2048 product, {peak:.0f} GFLOP/s"
+        + (" (median over rounds)" if args.rounds > 1 else "") + "; "
         "GFLOP/s below is the arithmetic of one forward pass and the rows carried back (a multiply-add "
         "counted as two; the full layout's rows through every sample), over the median time, and its "
         "share of that product's speed",
@@ -388,6 +427,7 @@ def report(rows: list[dict], args, variant: Variant, binary: Path, problems: lis
         "| layout | batch | way | median s | min s | max s | ratio ours/torch-best | GFLOP/s | of sgemm |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
+    rows = combine(rows)
     keys = []
     for r in rows:
         k = (r["layout"], r["batch"])
@@ -400,7 +440,7 @@ def report(rows: list[dict], args, variant: Variant, binary: Path, problems: lis
         best = min(torch_rows, key=lambda r: r["median_s"]) if torch_rows else None
         for r in group:
             if r["side"] == "ours":
-                ratio = f"{r['median_s'] / best['median_s']:.3g}" if best else "—"
+                ratio = f"{r['ratio']:.3g}" if r["ratio"] is not None else "—"
                 way = f"**{r['way']}**"
             else:
                 ratio = "torch best" if r is best else ""
@@ -426,6 +466,9 @@ def main(argv=None) -> int:
                    help="run the full layout only for batches <= this (default: 12; "
                         f"PyTorch's full Jacobian is never run above {TORCH_FULL_MAX_BATCH})")
     p.add_argument("--repeats", type=int, default=7, help="timed runs per way, after one warm-up (default: 7)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="times the whole measurement is run, interleaved; figures are medians over rounds "
+                        "(default: 1)")
     p.add_argument("--seed", type=int, default=0, help="torch.manual_seed for weights and input (default: 0)")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), default=DEFAULT_CONFIG["activation"],
                    help="the variant's activation, on both sides (default: %(default)s)")
@@ -448,6 +491,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error("--repeats must be >= 1")
+    if args.rounds < 1:
+        p.error("--rounds must be >= 1")
     variant = Variant(args.activation, args.pooling, args.padding)
 
     binary = args.bin
@@ -472,19 +517,25 @@ def main(argv=None) -> int:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, repeats {args.repeats}; "
           f"variant: {variant.text()}", file=sys.stderr)
     rows: list[dict] = []
+    peaks: list[float] = []
     load = OtherLoad().start()
-    peak = sgemm_gflops()
-    for layout in LAYOUTS:
-        for batch in args.batches:
-            if layout == "full" and batch > args.full_max_batch:
-                continue
-            rows += torch_results(variant, layout, batch, args.repeats, args.seed)
-            if run_ours:
-                for backend in args.backends:
-                    for method in args.methods:
-                        extra = ["--method", method, *variant.flags(), *shlex.split(args.ours_args)]
-                        rows += our_results(binary, backend, layout, batch, args.repeats, args.timeout,
-                                            problems, extra)
+    for round_ in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {round_ + 1} of {args.rounds}", file=sys.stderr)
+        peaks.append(sgemm_gflops())
+        for layout in LAYOUTS:
+            for batch in args.batches:
+                if layout == "full" and batch > args.full_max_batch:
+                    continue
+                found = torch_results(variant, layout, batch, args.repeats, args.seed)
+                if run_ours:
+                    for backend in args.backends:
+                        for method in args.methods:
+                            extra = ["--method", method, *variant.flags(), *shlex.split(args.ours_args)]
+                            found += our_results(binary, backend, layout, batch, args.repeats, args.timeout,
+                                                 problems, extra)
+                rows += with_ratios(found, round_)
+    peak = statistics.median(peaks)
 
     other = load.stop()
     for r in rows:
