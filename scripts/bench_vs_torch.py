@@ -375,7 +375,7 @@ def with_ratios(rows: list[dict], round_: int) -> list[dict]:
 def combine(rows: list[dict]) -> list[dict]:
     """One row per layout, batch and way over the rounds: the median of the rounds' medians, the
     smallest min, the largest max, and for ours the median of the rounds' ratios."""
-    combined: dict[tuple, dict] = {}
+    combined: dict[tuple, list[dict]] = {}
     for r in rows:
         combined.setdefault((r["layout"], r["batch"], r["way"]), []).append(r)
     out = []

@@ -23,7 +23,7 @@ use std::time::Instant;
 
 use burn::backend::Flex;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor};
+use burn::tensor::{Distribution, Tensor, TensorData};
 use lenet5::{Activation, LeNet5, LeNet5Backend, LeNet5Config, Pooling};
 
 /// The largest difference from the kept Jacobians, relative to their largest entry, that
@@ -40,21 +40,18 @@ fn main() {
             .and_then(|i| args.get(i + 1).cloned())
     };
     if let Some(path) = value("--write") {
-        let values: Vec<u8> = kept_jacobians()
+        let kept = kept_jacobians();
+        let values: Vec<u8> = kept
             .iter()
             .flat_map(|(_, j)| j.iter().flat_map(|v| v.to_le_bytes()))
             .collect();
         std::fs::write(&path, values).unwrap_or_else(|e| fail(&format!("{path}: {e}")));
-        println!(
-            "wrote the Jacobians of {} cases to {path}",
-            kept_jacobians().len()
-        );
+        println!("wrote the Jacobians of {} cases to {path}", kept.len());
         return;
     }
     if let Some(path) = value("--compare") {
         return compare(&path);
     }
-    // `cargo bench` passes `--bench`; anything else unknown is a mistake.
     let repeats = value("--repeats").map_or(15, |r| {
         r.parse()
             .unwrap_or_else(|_| fail(&format!("--repeats {r}: expected a count")))
@@ -91,34 +88,22 @@ fn seeded(config: &LeNet5Config, batch: usize) -> (LeNet5<Flex>, Tensor<Flex, 4>
     (model, images)
 }
 
-/// The Jacobian of one call, on the host.
-fn jacobian(model: &LeNet5<Flex>, images: Tensor<Flex, 4>, full: bool) -> Vec<f32> {
+/// The Jacobian of one call (the full layout's rows of every sample, or the per-sample
+/// layout), as the backend hands it to a caller on the host: read, not copied.
+fn jacobian(model: &LeNet5<Flex>, images: Tensor<Flex, 4>, full: bool) -> TensorData {
     let n = images.dims()[0];
-    let jacobian = if full {
+    if full {
         Flex::lenet5_full_rows(model, images, 0..n)
             .jacobian
             .into_data()
     } else {
         Flex::lenet5_per_sample(model, images).jacobian.into_data()
-    };
-    jacobian.to_vec::<f32>().expect("an f32 Jacobian")
+    }
 }
 
 fn time(name: &str, config: &LeNet5Config, batch: usize, full: bool, repeats: usize) {
     let (model, images) = seeded(config, batch);
-    // The Jacobian as the backend hands it to a caller, on the host: read, not copied.
-    let call = || {
-        let n = images.dims()[0];
-        if full {
-            Flex::lenet5_full_rows(&model, images.clone(), 0..n)
-                .jacobian
-                .into_data()
-        } else {
-            Flex::lenet5_per_sample(&model, images.clone())
-                .jacobian
-                .into_data()
-        }
-    };
+    let call = || jacobian(&model, images.clone(), full);
     call(); // warm-up: threads, scratch buffers, pages
     let mut seconds: Vec<f64> = (0..repeats.max(1))
         .map(|_| {
@@ -160,9 +145,10 @@ fn kept_jacobians() -> Vec<(String, Vec<f32>)> {
         let (model, images) = seeded(&config, KEPT_BATCH);
         for full in [false, true] {
             let layout = if full { "full" } else { "per-sample" };
+            let values = jacobian(&model, images.clone(), full).to_vec::<f32>();
             kept.push((
                 format!("{name}, {layout}"),
-                jacobian(&model, images.clone(), full),
+                values.expect("an f32 Jacobian"),
             ));
         }
     }

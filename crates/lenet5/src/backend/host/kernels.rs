@@ -9,8 +9,8 @@
 //! transposed convolution of its own, [`TransposedConv1`]) with element-wise steps in between.
 //! With tensor ops each step is a kernel launch and a pass over memory, the pooling adjoint
 //! and the per-row tiling of the activations are non-contiguous copies, and a CPU backend's
-//! tanh may be scalar; a profile of that version spent most of its
-//! time there. Here a sample stays in cache through each pass, the element-wise steps are fused
+//! tanh may be scalar; a profile of that version spent most of its time there. Here a sample
+//! stays in cache through each pass, the element-wise steps are fused
 //! into the layout changes the products need, the products run on `gemm`'s kernels (the ones
 //! Burn's flex backend uses), conv1's adjoint on the widest SIMD the CPU has (`pulp`'s run-time
 //! dispatch, as `gemm`'s) and the activations on `wide`'s SIMD lanes.
@@ -647,7 +647,7 @@ const ACCUMULATORS: usize = 8;
 /// fewer than half the multiply-adds (the version with one load per multiply-add waited on
 /// its loads, half of which straddle cache lines).
 struct TransposedConv1<'a> {
-    /// `[6][rows, CONV1_PITCH]` (see [`Scratch`])
+    /// `[6][CONV_ROWS, CONV1_PITCH]` (see [`Scratch`])
     cotangent: &'a [f32],
     /// Start of this row's cotangent in each channel's column.
     offset: usize,
